@@ -1,0 +1,102 @@
+//! The safe face of the C kernels in `csrc/`: each kernel family is a table of function pointers,
+//! one table per instruction set, and the table in use is chosen once, at first use, from the CPU's
+//! features. `GRAFT_ISA=ref|avx2|avx512|neon` forces one (an ISA the CPU lacks is refused with a
+//! message on stderr and the best available one is used instead).
+//!
+//! Everything above this module calls operations, never an ISA.
+use std::sync::OnceLock;
+
+pub mod ops;
+pub mod quant;
+#[allow(missing_docs, clippy::all)]
+pub mod sys;
+
+/// An instruction set with its own kernel variants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Isa {
+    /// Portable scalar C, the reference every variant is tested against.
+    Ref,
+    /// x86-64 AVX2 + FMA + F16C.
+    Avx2,
+    /// x86-64 AVX-512 F/BW/VL/DQ with VNNI.
+    Avx512,
+    /// AArch64 NEON with the dot-product extension.
+    Neon,
+}
+
+impl Isa {
+    /// Lower-case name, as `GRAFT_ISA` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Ref => "ref",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+            Isa::Neon => "neon",
+        }
+    }
+
+    /// Parses a `GRAFT_ISA` value.
+    pub fn parse(s: &str) -> Option<Isa> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "ref" | "scalar" => Some(Isa::Ref),
+            "avx2" => Some(Isa::Avx2),
+            "avx512" => Some(Isa::Avx512),
+            "neon" => Some(Isa::Neon),
+            _ => None,
+        }
+    }
+
+    /// Whether this CPU can run the variant (and this build carries it).
+    pub fn supported(self) -> bool {
+        match self {
+            Isa::Ref => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                    && std::arch::is_x86_feature_detected!("f16c")
+                    && std::arch::is_x86_feature_detected!("bmi2")
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => {
+                Isa::Avx2.supported()
+                    && std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+                    && std::arch::is_x86_feature_detected!("avx512dq")
+                    && std::arch::is_x86_feature_detected!("avx512vnni")
+            }
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => std::arch::is_aarch64_feature_detected!("dotprod"),
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+}
+
+/// Every ISA this CPU supports, the reference first and the best last.
+pub fn available_isas() -> Vec<Isa> {
+    [Isa::Ref, Isa::Avx2, Isa::Avx512, Isa::Neon].into_iter().filter(|i| i.supported()).collect()
+}
+
+/// The ISA in use: `GRAFT_ISA` if set and supported, else the best this CPU supports.
+pub fn selected_isa() -> Isa {
+    static ISA: OnceLock<Isa> = OnceLock::new();
+    *ISA.get_or_init(|| {
+        let best = *available_isas().last().expect("ref is always available");
+        match std::env::var("GRAFT_ISA") {
+            Ok(v) => match Isa::parse(&v) {
+                Some(isa) if isa.supported() => isa,
+                Some(isa) => {
+                    eprintln!("graft: GRAFT_ISA={v}: this CPU cannot run {}; using {}", isa.name(), best.name());
+                    best
+                }
+                None => {
+                    eprintln!("graft: GRAFT_ISA={v}: unknown (ref|avx2|avx512|neon); using {}", best.name());
+                    best
+                }
+            },
+            Err(_) => best,
+        }
+    })
+}

@@ -1,0 +1,16 @@
+//! graft: a runtime that runs a quantized language model from a GGUF file on hand-written SIMD
+//! kernels, with hot-swappable adapters and on-device adapter training.
+//!
+//! Layers, lowest first: [`error`], [`format`] (GGUF and safetensors parsing), [`quant`] (block
+//! formats), [`kernels`] (the C kernels behind a run-time ISA table), [`model`] (the llama
+//! forward pass, tokenizer, sampler).
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod format;
+pub mod kernels;
+pub mod model;
+pub mod pool;
+pub mod quant;
+
+pub use error::{Error, Result};

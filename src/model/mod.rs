@@ -1,0 +1,1 @@
+//! The llama forward pass, tokenizer and sampler.

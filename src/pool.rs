@@ -1,0 +1,1 @@
+//! A fixed pool of worker threads for the forward pass.
