@@ -1,1 +1,281 @@
-fn main() {}
+//! The `graft` command line: run, perplexity, bench, inspect.
+use clap::{Parser, Subcommand};
+use graft::model::generate::{generate, perplexity};
+use graft::model::sampler::Sampler;
+use graft::model::{KvCache, Logits, Model, Runner, SeqInput};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The default model, fetched by scripts/fetch-model.sh.
+const DEFAULT_MODEL: &str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+#[derive(Parser)]
+#[command(name = "graft", version, about = "Run quantized GGUF language models on hand-written SIMD kernels")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args, Clone)]
+struct ModelArgs {
+    /// GGUF model file [default: $GRAFT_MODEL, else models/SmolLM2-135M-Instruct.Q4_1.gguf]
+    #[arg(short = 'm', long = "model")]
+    model: Option<PathBuf>,
+    /// Threads (0: all cores)
+    #[arg(short = 't', long = "threads", default_value_t = 0)]
+    threads: usize,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Generate text from a prompt: stdout carries only the generated text, timings go to stderr.
+    Run {
+        #[command(flatten)]
+        m: ModelArgs,
+        /// Prompt text
+        #[arg(short = 'p', long = "prompt")]
+        prompt: String,
+        /// Tokens to generate at most
+        #[arg(short = 'n', long = "n-predict", default_value_t = 64)]
+        n: usize,
+        /// Sampling temperature; 0 is greedy
+        #[arg(long = "temp", default_value_t = 0.8)]
+        temp: f32,
+        /// Nucleus sampling mass
+        #[arg(long = "top-p", default_value_t = 0.95)]
+        top_p: f32,
+        /// Sampling seed
+        #[arg(long = "seed", default_value_t = 42)]
+        seed: u64,
+    },
+    /// Perplexity of a text file with llama.cpp's llama-perplexity protocol; last line `PPL = v +/- e`.
+    Perplexity {
+        #[command(flatten)]
+        m: ModelArgs,
+        /// Text file
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Context (chunk) length
+        #[arg(short = 'c', long = "ctx-size", default_value_t = 512)]
+        ctx: usize,
+    },
+    /// Prefill and decode speed, median of repeats.
+    Bench {
+        #[command(flatten)]
+        m: ModelArgs,
+        /// Prompt tokens for the prefill test (0: skip)
+        #[arg(short = 'p', long = "n-prompt", default_value_t = 128)]
+        p: usize,
+        /// Tokens for the decode test (0: skip)
+        #[arg(short = 'n', long = "n-gen", default_value_t = 64)]
+        n: usize,
+        /// Repetitions (the median is reported)
+        #[arg(short = 'r', long = "repetitions", default_value_t = 5)]
+        reps: usize,
+        /// Print one JSON object instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Metadata and tensor table of a GGUF or safetensors file.
+    Inspect {
+        /// The file
+        file: PathBuf,
+    },
+}
+
+fn model_path(m: &ModelArgs) -> PathBuf {
+    if let Some(p) = &m.model {
+        return p.clone();
+    }
+    if let Ok(p) = std::env::var("GRAFT_MODEL") {
+        return PathBuf::from(p);
+    }
+    let local = PathBuf::from(DEFAULT_MODEL);
+    if local.exists() {
+        return local;
+    }
+    let dev = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_MODEL);
+    if dev.exists() {
+        dev
+    } else {
+        local
+    }
+}
+
+fn load(m: &ModelArgs) -> Result<(Arc<Model>, Runner), String> {
+    let path = model_path(m);
+    let t0 = Instant::now();
+    let model = Arc::new(Model::load(&path).map_err(|e| {
+        if !path.exists() && m.model.is_none() {
+            format!("{e}\n(fetch the default model with scripts/fetch-model.sh)")
+        } else {
+            e.to_string()
+        }
+    })?);
+    let runner = Runner::new(model.clone(), m.threads);
+    eprintln!(
+        "graft: loaded {} ({} layers, d={}, {:.1} MiB) in {:.0} ms; {} threads, kernels {}",
+        path.display(),
+        model.config.n_layer,
+        model.config.n_embd,
+        model.file_bytes() as f64 / (1 << 20) as f64,
+        t0.elapsed().as_secs_f64() * 1e3,
+        runner.threads(),
+        graft::kernels::selected_isa().name()
+    );
+    Ok((model, runner))
+}
+
+fn bar(len: u64, what: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(len);
+    pb.set_style(ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({eta})").unwrap().progress_chars("=> "));
+    pb.set_message(what.to_string());
+    pb
+}
+
+/// Peak resident set size of this process in bytes (Linux), if known.
+fn peak_rss() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match cli.cmd {
+        Cmd::Run { m, prompt, n, temp, top_p, seed } => {
+            let (model, mut runner) = load(&m)?;
+            let ids = model.tokenizer.encode(&prompt, true, true);
+            let mut cache = KvCache::new(&model.config);
+            let mut sampler = Sampler::new(temp, top_p, seed);
+            let mut out = std::io::stdout().lock();
+            let mut pending: Vec<u8> = Vec::new();
+            let st = generate(&mut runner, &mut cache, &ids, n, &mut sampler, |tok| {
+                pending.extend_from_slice(&model.tokenizer.decode(&[tok]));
+                // Write whole UTF-8 characters only; keep an incomplete tail for the next token.
+                let valid = match std::str::from_utf8(&pending) {
+                    Ok(_) => pending.len(),
+                    Err(e) if e.error_len().is_none() => e.valid_up_to(),
+                    Err(_) => pending.len(),
+                };
+                let _ = out.write_all(&pending[..valid]).and_then(|_| out.flush());
+                pending.drain(..valid);
+                true
+            })
+            .map_err(|e| e.to_string())?;
+            let _ = out.write_all(&pending);
+            let _ = out.flush();
+            eprintln!();
+            eprintln!(
+                "graft: prompt {} tokens in {:.1} ms ({:.1} tok/s); generated {} tokens in {:.1} ms ({:.1} tok/s); peak RSS {:.1} MiB",
+                st.prompt_tokens,
+                st.prefill_s * 1e3,
+                st.prompt_tokens as f64 / st.prefill_s,
+                st.gen_tokens,
+                st.decode_s * 1e3,
+                st.gen_tokens as f64 / st.decode_s.max(1e-9),
+                peak_rss().unwrap_or(0) as f64 / (1 << 20) as f64
+            );
+        }
+        Cmd::Perplexity { m, file, ctx } => {
+            let (model, mut runner) = load(&m)?;
+            let text = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let text = String::from_utf8_lossy(&text);
+            let t0 = Instant::now();
+            let tokens = model.tokenizer.encode(&text, model.tokenizer.add_bos(), false);
+            eprintln!("graft: tokenized {} tokens in {:.0} ms", tokens.len(), t0.elapsed().as_secs_f64() * 1e3);
+            let pb = bar((tokens.len() / ctx.max(1)) as u64, "perplexity");
+            let t1 = Instant::now();
+            let r = perplexity(&mut runner, &tokens, ctx, |i, _n, ppl| {
+                pb.set_position(i as u64 + 1);
+                pb.set_message(format!("perplexity {ppl:.4}"));
+                println!("[{}] {:.4}", i + 1, ppl);
+            })
+            .map_err(|e| e.to_string())?;
+            pb.finish_and_clear();
+            let s = t1.elapsed().as_secs_f64();
+            eprintln!("graft: {} chunks of {ctx}, {} tokens scored, {:.1} s ({:.1} tok/s)", r.chunks, r.scored, s, (r.chunks * ctx) as f64 / s);
+            println!("PPL = {:.4} +/- {:.5}", r.ppl, r.err);
+        }
+        Cmd::Bench { m, p, n, reps, json } => {
+            let (model, mut runner) = load(&m)?;
+            let reps = reps.max(1);
+            let nv = model.config.n_vocab as u32;
+            // Token ids spread over the vocabulary, as llama-bench feeds random tokens.
+            let toks: Vec<u32> = (0..p.max(n).max(1) as u32).map(|i| (i.wrapping_mul(2654435761) >> 7) % nv).collect();
+            let mut cache = KvCache::new(&model.config);
+            cache.reserve(p.max(n) + 1);
+            let (mut pp, mut tg) = (Vec::new(), Vec::new());
+            let pb = bar((reps * ((p > 0) as usize + (n > 0) as usize)) as u64, "bench");
+            // Warm-up: one token through every layer.
+            runner.forward(&mut [SeqInput { tokens: &toks[..1], cache: &mut cache, logits: Logits::Last }]).map_err(|e| e.to_string())?;
+            for _ in 0..reps {
+                if p > 0 {
+                    cache.clear();
+                    let t0 = Instant::now();
+                    runner.forward(&mut [SeqInput { tokens: &toks[..p], cache: &mut cache, logits: Logits::Last }]).map_err(|e| e.to_string())?;
+                    pp.push(p as f64 / t0.elapsed().as_secs_f64());
+                    pb.inc(1);
+                }
+                if n > 0 {
+                    cache.clear();
+                    let t0 = Instant::now();
+                    for i in 0..n {
+                        runner.forward(&mut [SeqInput { tokens: &toks[i..i + 1], cache: &mut cache, logits: Logits::Last }]).map_err(|e| e.to_string())?;
+                    }
+                    tg.push(n as f64 / t0.elapsed().as_secs_f64());
+                    pb.inc(1);
+                }
+            }
+            pb.finish_and_clear();
+            let pp_med = if pp.is_empty() { 0.0 } else { median(&mut pp) };
+            let tg_med = if tg.is_empty() { 0.0 } else { median(&mut tg) };
+            if json {
+                let v = serde_json::json!({
+                    "model": model_path(&m).display().to_string(),
+                    "threads": runner.threads(),
+                    "isa": graft::kernels::selected_isa().name(),
+                    "n_prompt": p, "n_gen": n, "repetitions": reps,
+                    "prefill_tok_s": pp_med, "decode_tok_s": tg_med,
+                    "prefill_runs": pp, "decode_runs": tg,
+                });
+                println!("{v}");
+            } else {
+                println!("| test | threads | isa | tok/s (median of {reps}) |");
+                println!("|---|---|---|---|");
+                if p > 0 {
+                    println!("| pp{p} | {} | {} | {pp_med:.1} |", runner.threads(), graft::kernels::selected_isa().name());
+                }
+                if n > 0 {
+                    println!("| tg{n} | {} | {} | {tg_med:.1} |", runner.threads(), graft::kernels::selected_isa().name());
+                }
+            }
+        }
+        Cmd::Inspect { file } => {
+            let report = graft::format::inspect::inspect(&file).map_err(|e| e.to_string())?;
+            print!("{report}");
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("graft: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,343 @@
+//! The llama forward pass over a batch of sequences, each with its own KV cache.
+//!
+//! All tokens of all sequences in a call form one activation matrix `[T, d]`: every base product
+//! runs once for the whole batch (weight rows split among threads, each unpacked weight block reused
+//! across the batch's rows); attention runs per token against its own sequence's cache.
+//! Every linear layer goes through [`Runner::linears`], the one place where adapter terms join.
+use super::kv_cache::KvCache;
+use super::weights::{Linear, LinearKind};
+use super::Model;
+use crate::kernels::{ops, quant};
+use crate::pool::{split, Pool};
+use crate::quant::QuantType;
+use crate::{Error, Result};
+use half::f16;
+use std::sync::Arc;
+
+/// Which logits a sequence wants from a forward call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logits {
+    /// None (prompt chunks whose output nobody reads).
+    None,
+    /// Only the last token's.
+    Last,
+    /// Every token's (training).
+    All,
+    /// The last `n` tokens' (perplexity scores the second half of each chunk).
+    Tail(usize),
+}
+
+/// One sequence's part of a forward call.
+pub struct SeqInput<'a> {
+    /// New tokens, appended after the cache's positions.
+    pub tokens: &'a [u32],
+    /// The sequence's cache; the new positions are added to it.
+    pub cache: &'a mut KvCache,
+    /// Which logits to return.
+    pub logits: Logits,
+}
+
+/// A raw pointer that threads of one parallel region use to write disjoint parts of one buffer.
+#[derive(Clone, Copy)]
+struct SharedMut<T>(*mut T);
+// SAFETY: only used inside `Pool::run` regions where each thread writes a disjoint index range
+// (stated at every use), and the buffer outlives the region.
+unsafe impl<T> Send for SharedMut<T> {}
+unsafe impl<T> Sync for SharedMut<T> {}
+
+/// Scratch buffers of a forward call, kept between calls to avoid re-allocating.
+#[derive(Default)]
+struct Scratch {
+    x: Vec<f32>,
+    h: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    att: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    act: Vec<u8>,
+    k16: Vec<f16>,
+    v16: Vec<f16>,
+    logits: Vec<f32>,
+}
+
+fn grow<T: Clone + Default>(v: &mut Vec<T>, n: usize) -> &mut [T] {
+    if v.len() < n {
+        v.resize(n, T::default());
+    }
+    &mut v[..n]
+}
+
+/// Runs forward passes of one model on a thread pool.
+pub struct Runner {
+    model: Arc<Model>,
+    pool: Pool,
+    s: Scratch,
+}
+
+/// Rows of W a thread takes at a time, so that threads write whole cache lines of the output.
+const ROW_ALIGN: usize = 16;
+
+impl Runner {
+    /// A runner on `threads` threads (0: all cores).
+    pub fn new(model: Arc<Model>, threads: usize) -> Runner {
+        let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
+        Runner { model, pool: Pool::new(threads), s: Scratch::default() }
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    /// Threads in use.
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
+    }
+
+    /// Runs the new tokens of every sequence through the model, appends their keys and values to
+    /// each sequence's cache, and returns the requested logits, `[rows, n_vocab]`, in sequence order
+    /// (one row per `Last`, one per token for `All`, the last `k` for `Tail(k)`).
+    pub fn forward(&mut self, seqs: &mut [SeqInput<'_>]) -> Result<&[f32]> {
+        let model = self.model.clone();
+        let cfg = &model.config;
+        let (d, qd, kvd, ff) = (cfg.n_embd, cfg.q_dim(), cfg.kv_dim(), cfg.n_ff);
+        let t_total: usize = seqs.iter().map(|s| s.tokens.len()).sum();
+        if t_total == 0 {
+            return Ok(&[]);
+        }
+        // Row i of the batch: (sequence index, position).
+        let mut rows = Vec::with_capacity(t_total);
+        for (si, s) in seqs.iter().enumerate() {
+            for (j, &tok) in s.tokens.iter().enumerate() {
+                if tok as usize >= cfg.n_vocab {
+                    return Err(Error::invalid("forward", format!("token id {tok} outside the vocabulary ({})", cfg.n_vocab)));
+                }
+                rows.push((si, s.cache.len() + j));
+            }
+        }
+        let kq = quant::selected();
+        let ko = ops::selected();
+        let t = t_total;
+
+        // Embedding.
+        let x = grow(&mut self.s.x, t * d);
+        let emb = &model.weights.token_embd;
+        let emb_bytes = model.bytes(emb);
+        let rb = emb.row_bytes();
+        let mut i = 0;
+        for s in seqs.iter() {
+            for &tok in s.tokens {
+                let r = tok as usize;
+                kq.dequantize_row(emb.ty, &emb_bytes[r * rb..(r + 1) * rb], &mut x[i * d..(i + 1) * d])?;
+                i += 1;
+            }
+        }
+
+        for (l, blk) in model.weights.blocks.iter().enumerate() {
+            // Attention.
+            {
+                let (x, h) = (&self.s.x[..t * d], grow(&mut self.s.h, t * d));
+                for i in 0..t {
+                    ko.rmsnorm(&x[i * d..(i + 1) * d], Some(&blk.attn_norm), &mut h[i * d..(i + 1) * d], cfg.rms_eps);
+                }
+            }
+            grow(&mut self.s.q, t * qd);
+            grow(&mut self.s.k, t * kvd);
+            grow(&mut self.s.v, t * kvd);
+            {
+                let Scratch { h, q, k, v, act, .. } = &mut self.s;
+                Self::linears(&self.pool, &model, &h[..t * d], t, act, &mut [
+                    (blk.linear(LinearKind::Q), &mut q[..t * qd]),
+                    (blk.linear(LinearKind::K), &mut k[..t * kvd]),
+                    (blk.linear(LinearKind::V), &mut v[..t * kvd]),
+                ])?;
+            }
+            // RoPE, then the new keys and values join each sequence's cache (as f16).
+            {
+                let Scratch { q, k, v, k16, v16, .. } = &mut self.s;
+                for (i, &(_, pos)) in rows.iter().enumerate() {
+                    ko.rope(&mut q[i * qd..(i + 1) * qd], cfg.n_head, cfg.head_dim, cfg.n_rot, pos, cfg.rope_base, cfg.rope_neox, false);
+                    ko.rope(&mut k[i * kvd..(i + 1) * kvd], cfg.n_head_kv, cfg.head_dim, cfg.n_rot, pos, cfg.rope_base, cfg.rope_neox, false);
+                }
+                let k16 = grow(k16, t * kvd);
+                let v16 = grow(v16, t * kvd);
+                ko.f32_to_f16(&k[..t * kvd], k16);
+                ko.f32_to_f16(&v[..t * kvd], v16);
+                let mut i0 = 0;
+                for s in seqs.iter_mut() {
+                    let n = s.tokens.len();
+                    s.cache.append(l, &k16[i0 * kvd..(i0 + n) * kvd], &v16[i0 * kvd..(i0 + n) * kvd]);
+                    i0 += n;
+                }
+            }
+            {
+                let caches: Vec<&KvCache> = seqs.iter().map(|s| &*s.cache).collect();
+                let att = grow(&mut self.s.att, t * qd);
+                attention(&self.pool, ko, cfg, l, &caches, &rows, &self.s.q[..t * qd], att);
+            }
+            {
+                let Scratch { att, h, act, .. } = &mut self.s;
+                Self::linears(&self.pool, &model, &att[..t * qd], t, act, &mut [(blk.linear(LinearKind::O), &mut h[..t * d])])?;
+            }
+            add_in_place(&mut self.s.x[..t * d], &self.s.h[..t * d]);
+
+            // Feed-forward.
+            {
+                let (x, h) = (&self.s.x[..t * d], grow(&mut self.s.h, t * d));
+                for i in 0..t {
+                    ko.rmsnorm(&x[i * d..(i + 1) * d], Some(&blk.ffn_norm), &mut h[i * d..(i + 1) * d], cfg.rms_eps);
+                }
+            }
+            grow(&mut self.s.gate, t * ff);
+            grow(&mut self.s.up, t * ff);
+            {
+                let Scratch { h, gate, up, act, .. } = &mut self.s;
+                Self::linears(&self.pool, &model, &h[..t * d], t, act, &mut [
+                    (blk.linear(LinearKind::Gate), &mut gate[..t * ff]),
+                    (blk.linear(LinearKind::Up), &mut up[..t * ff]),
+                ])?;
+                ko.silu_gate(&mut gate[..t * ff], &up[..t * ff]);
+            }
+            {
+                let Scratch { gate, h, act, .. } = &mut self.s;
+                Self::linears(&self.pool, &model, &gate[..t * ff], t, act, &mut [(blk.linear(LinearKind::Down), &mut h[..t * d])])?;
+            }
+            add_in_place(&mut self.s.x[..t * d], &self.s.h[..t * d]);
+        }
+        for s in seqs.iter_mut() {
+            s.cache.commit(s.tokens.len());
+        }
+
+        // Logits of the requested rows.
+        let mut out_rows = Vec::new();
+        let mut i0 = 0;
+        for s in seqs.iter() {
+            let n = s.tokens.len();
+            match s.logits {
+                Logits::None => {}
+                Logits::Last => out_rows.push(i0 + n - 1),
+                Logits::All => out_rows.extend(i0..i0 + n),
+                Logits::Tail(k) => out_rows.extend(i0 + n - k.min(n)..i0 + n),
+            }
+            i0 += n;
+        }
+        let m = out_rows.len();
+        if m == 0 {
+            return Ok(&[]);
+        }
+        {
+            let Scratch { x, h, .. } = &mut self.s;
+            let h = grow(h, m * d);
+            for (j, &r) in out_rows.iter().enumerate() {
+                ko.rmsnorm(&x[r * d..(r + 1) * d], Some(&model.weights.output_norm), &mut h[j * d..(j + 1) * d], cfg.rms_eps);
+            }
+        }
+        let nv = cfg.n_vocab;
+        grow(&mut self.s.logits, m * nv);
+        {
+            let Scratch { h, logits, act, .. } = &mut self.s;
+            Self::linears(&self.pool, &model, &h[..m * d], m, act, &mut [(&model.weights.output, &mut logits[..m * nv])])?;
+        }
+        Ok(&self.s.logits[..m * nv])
+    }
+
+    /// `Y_j = X · W_jᵀ` for each (W_j, Y_j) of `outs`, all reading the same input `x` (`[t, n_in]`):
+    /// the input is quantized once per activation format, then one parallel region computes every
+    /// product, each thread taking a share of every matrix's rows.
+    fn linears(pool: &Pool, model: &Model, x: &[f32], t: usize, act: &mut Vec<u8>, outs: &mut [(&Linear, &mut [f32])]) -> Result<()> {
+        let n = x.len() / t;
+        let kq = quant::selected();
+        let at = outs[0].0.ty.act_type();
+        if outs.iter().any(|(w, y)| w.ty.act_type() != at || w.n_in != n || y.len() != t * w.n_out) {
+            return Err(Error::invalid("linears", "matrices of one input must share shape and activation format"));
+        }
+        let arb = at.row_bytes(n).ok_or_else(|| Error::invalid("linears", format!("width {n} is not a multiple of the {at} block")))?;
+        let xq: &[u8] = if at == QuantType::F32 {
+            // SAFETY: f32 has no invalid bit patterns and u8 has alignment 1; the view covers exactly
+            // the bytes of `x`.
+            unsafe { std::slice::from_raw_parts(x.as_ptr().cast(), x.len() * 4) }
+        } else {
+            let a = grow(act, t * arb);
+            if t >= 8 {
+                let ap = SharedMut(a.as_mut_ptr());
+                pool.run(|tid, nth| {
+                    let r = split(t, tid, nth, 1);
+                    // SAFETY: thread tid writes only activation rows r, disjoint from the others'.
+                    let dst = unsafe { std::slice::from_raw_parts_mut(ap.0.add(r.start * arb), r.len() * arb) };
+                    kq.quantize_act(at, &x[r.start * n..r.end * n], dst).expect("lengths checked above");
+                });
+            } else {
+                for i in 0..t {
+                    kq.quantize_act(at, &x[i * n..(i + 1) * n], &mut a[i * arb..(i + 1) * arb])?;
+                }
+            }
+            &act[..t * arb]
+        };
+        let jobs: Vec<(&Linear, &[u8], SharedMut<f32>)> =
+            outs.iter_mut().map(|(w, y)| (*w, model.bytes(w), SharedMut(y.as_mut_ptr()))).collect();
+        pool.run(|tid, nth| {
+            for &(w, wb, y) in &jobs {
+                let r = split(w.n_out, tid, nth, ROW_ALIGN);
+                if r.is_empty() {
+                    continue;
+                }
+                let wrb = w.row_bytes();
+                // SAFETY: y points at a [t, n_out] buffer; this thread writes only columns r of each
+                // row (disjoint from other threads' columns), the kernel writes y[i*ldy + c] for
+                // i < t and c < r.len(), all inside the buffer; weights and activations are shared reads.
+                unsafe {
+                    kq.gemm_raw(w.ty, n, &wb[r.start * wrb..r.end * wrb], r.len(), xq, t, y.0.add(r.start), w.n_out);
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+fn add_in_place(x: &mut [f32], y: &[f32]) {
+    for (a, b) in x.iter_mut().zip(y) {
+        *a += *b;
+    }
+}
+
+/// Causal attention of every batch row against its sequence's cache (which already holds the row's
+/// own key and value), as llama.cpp computes it without flash attention: q rounded to f16, scores
+/// `q·k / sqrt(head_dim)` accumulated in f32, softmax in f32, probabilities rounded to f16 before
+/// weighting the f16 values.
+fn attention(pool: &Pool, ko: &ops::OpKernels, cfg: &super::Config, l: usize, caches: &[&KvCache], rows: &[(usize, usize)], q: &[f32], out: &mut [f32]) {
+    let (hd, nh, kvd) = (cfg.head_dim, cfg.n_head, cfg.kv_dim());
+    let group = cfg.n_head / cfg.n_head_kv;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let units = rows.len() * nh;
+    let op = SharedMut(out.as_mut_ptr());
+    let max_pos = rows.iter().map(|r| r.1).max().unwrap_or(0) + 1;
+    pool.run(|tid, nth| {
+        let mut scores = vec![0f32; max_pos];
+        let mut q16 = vec![f16::ZERO; hd];
+        let mut acc = vec![0f32; hd];
+        for u in split(units, tid, nth, 1) {
+            let (i, h) = (u / nh, u % nh);
+            let (si, pos) = rows[i];
+            let keys = caches[si].keys(l);
+            let vals = caches[si].values(l);
+            let kvh = h / group;
+            ko.f32_to_f16(&q[i * nh * hd + h * hd..i * nh * hd + (h + 1) * hd], &mut q16);
+            let sc = &mut scores[..pos + 1];
+            for (j, s) in sc.iter_mut().enumerate() {
+                let k = &keys[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd];
+                *s = ko.dot_f16(&q16, k) * scale;
+            }
+            ko.softmax(sc);
+            acc.fill(0.0);
+            for (j, &p) in sc.iter().enumerate() {
+                let p = f16::from_f32(p).to_f32();
+                ko.axpy_f16(p, &vals[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd], &mut acc);
+            }
+            // SAFETY: unit u = (row i, head h) is taken by exactly one thread, and writes only
+            // out[i*nh*hd + h*hd .. + hd], inside the [rows, nh*hd] buffer.
+            unsafe { std::ptr::copy_nonoverlapping(acc.as_ptr(), op.0.add(i * nh * hd + h * hd), hd) };
+        }
+    });
+}

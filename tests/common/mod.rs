@@ -1,0 +1,31 @@
+//! Shared helpers of the integration tests: the default model, fetched on first use.
+#![allow(dead_code)]
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Path of the default model, running scripts/fetch-model.sh when it is missing.
+pub fn default_model_path() -> PathBuf {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let path = root.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !path.exists() {
+        let st = std::process::Command::new("bash")
+            .arg(root.join("scripts/fetch-model.sh"))
+            .status()
+            .expect("running scripts/fetch-model.sh");
+        assert!(st.success(), "scripts/fetch-model.sh failed");
+    }
+    path
+}
+
+/// The default model, loaded once per test binary.
+pub fn default_model() -> Arc<graft::model::Model> {
+    static M: OnceLock<Arc<graft::model::Model>> = OnceLock::new();
+    M.get_or_init(|| Arc::new(graft::model::Model::load(default_model_path()).expect("loading the default model"))).clone()
+}
+
+/// The GPL-3 text every Debian machine ships.
+pub fn gpl3() -> String {
+    std::fs::read_to_string("/usr/share/common-licenses/GPL-3").expect("/usr/share/common-licenses/GPL-3 (Debian's base-files)")
+}
