@@ -220,3 +220,74 @@ fn hostile_metadata_errors() {
     check(&|m| m.tokens[5] = m.tokens[6].clone(), "duplicates");
     check(&|m| m.tokens.clear(), "tokens");
 }
+
+fn spm() -> Tokenizer {
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(data("spm_vocab.json")).unwrap()).unwrap();
+    Tokenizer::new(metadata_from_json(&v)).expect("tiny SentencePiece vocabulary")
+}
+
+/// `tests/data/spm_vocab.json` is a SentencePiece BPE model (800 pieces, byte fallback, identity
+/// normalization, dummy prefix) trained by `scripts/make_spm_vocab.py`, which also wrote the ids
+/// `sentencepiece` gives each case (without BOS) into `tests/data/spm_cases.json`.
+#[test]
+fn spm_matches_sentencepiece() {
+    let tok = spm();
+    let cases: Value = serde_json::from_str(&std::fs::read_to_string(data("spm_cases.json")).unwrap()).unwrap();
+    let cases = cases.as_array().unwrap();
+    assert!(cases.len() >= 20);
+    let mut bad = Vec::new();
+    for c in cases {
+        let text = c["text"].as_str().unwrap();
+        let want: Vec<u32> = c["ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+        let got = tok.encode(text, false, false);
+        if got != want {
+            bad.push(format!("{text:?}: got {got:?}, want {want:?}"));
+        }
+        assert_eq!(tok.decode(&got), text.as_bytes(), "round trip {text:?}");
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+#[test]
+fn spm_special_and_bytes() {
+    let tok = spm();
+    let (bos, eos) = (tok.bos().unwrap(), tok.eos().unwrap());
+    assert_eq!((tok.token_text(bos), tok.token_text(eos)), ("<s>", "</s>"));
+    assert!(tok.is_eog(eos) && !tok.is_eog(bos));
+    // add_bos_token = true: BOS first; add_eos_token = false
+    let ids = tok.encode("Hello", true, false);
+    assert_eq!(ids[0], bos);
+    assert_eq!(&ids[1..], tok.encode("Hello", false, false));
+    // a space is prefixed at the start and after a special token, as in llama.cpp
+    let plain = tok.encode("Hello", false, false);
+    assert_eq!(tok.encode("</s>Hello", false, true), [vec![eos], plain.clone()].concat());
+    assert_eq!(tok.encode("Hello</s>Hello", false, true), [plain.clone(), vec![eos], plain].concat());
+    // newline is the <0x0A> byte token, which decodes to the byte
+    let nl = tok.token_id("<0x0A>").unwrap();
+    assert_eq!(tok.token_bytes(nl), b"\n");
+    assert!(tok.encode("a\nb", false, false).contains(&nl));
+    // ▁ decodes to a space; control tokens to nothing
+    let sp = tok.token_id("\u{2581}").unwrap();
+    assert_eq!(tok.token_bytes(sp), b" ");
+    assert!(tok.token_bytes(bos).is_empty());
+    // decode drops the prefixed space of the first token only
+    assert_eq!(tok.decode(&tok.encode("  two", false, false)), b"  two");
+    for s in ["ünïcödé \u{1f600}", "\u{10ffff}x", "tab\there", "   ", "z"] {
+        assert_eq!(tok.decode(&tok.encode(s, false, false)), s.as_bytes(), "{s:?}");
+    }
+}
+
+#[test]
+fn spm_hostile_metadata() {
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(data("spm_vocab.json")).unwrap()).unwrap();
+    let good = metadata_from_json(&v);
+    let mut m = good.clone();
+    m.scores.as_mut().unwrap().pop();
+    assert!(Tokenizer::new(m).err().unwrap().to_string().contains("scores"));
+    let mut m = good.clone();
+    m.scores.as_mut().unwrap()[3] = f32::NAN;
+    assert!(Tokenizer::new(m).err().unwrap().to_string().contains("scores[3]"));
+    let mut m = good;
+    m.eos = Some(800);
+    assert!(Tokenizer::new(m).err().unwrap().to_string().contains("eos_token_id"));
+}
