@@ -12,15 +12,25 @@ use serde_json::Value;
 
 /// Builds metadata from the JSON shape `scripts/dump_tokenizer.py` and `scripts/make_spm_vocab.py` write.
 fn metadata_from_json(v: &Value) -> TokenizerMetadata {
-    let strs = |k: &str| v.get(k).and_then(|x| x.as_array()).map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect::<Vec<_>>());
+    let strs = |k: &str| {
+        v.get(k)
+            .and_then(|x| x.as_array())
+            .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect::<Vec<_>>())
+    };
     let id = |k: &str| v.get(k).and_then(|x| x.as_u64()).map(|x| x as u32);
     let flag = |k: &str| v.get(k).and_then(|x| x.as_bool());
     TokenizerMetadata {
         model: v["model"].as_str().unwrap().to_string(),
         pre: v.get("pre").and_then(|x| x.as_str()).map(String::from),
         tokens: strs("tokens").unwrap(),
-        scores: v.get("scores").and_then(|x| x.as_array()).map(|a| a.iter().map(|s| s.as_f64().unwrap() as f32).collect()),
-        token_types: v.get("token_types").and_then(|x| x.as_array()).map(|a| a.iter().map(|s| s.as_i64().unwrap() as i32).collect()),
+        scores: v
+            .get("scores")
+            .and_then(|x| x.as_array())
+            .map(|a| a.iter().map(|s| s.as_f64().unwrap() as f32).collect()),
+        token_types: v
+            .get("token_types")
+            .and_then(|x| x.as_array())
+            .map(|a| a.iter().map(|s| s.as_i64().unwrap() as i32).collect()),
         merges: strs("merges"),
         bos: id("bos"),
         eos: id("eos"),
@@ -90,8 +100,17 @@ fn gpl3_matches_llama_cpp() {
 /// way ("\n\n" alone is one pre-token, "a\n\nb" splits it as "\n" "\n" before a non-space).
 const SMOLLM_CASES: &[(&str, &[u32])] = &[
     ("Hello world", &[19556, 905]),
-    ("In 2024, 3.14159 and 1,000,000.", &[788, 216, 34, 32, 34, 36, 28, 216, 35, 30, 33, 36, 33, 37, 41, 284, 216, 33, 28, 32, 32, 32, 28, 32, 32, 32, 30]),
-    ("don't can't I'm we'll you've they're he'd", &[12420, 982, 416, 982, 339, 5248, 392, 3060, 346, 3543, 502, 2316, 384, 6737]),
+    (
+        "In 2024, 3.14159 and 1,000,000.",
+        &[
+            788, 216, 34, 32, 34, 36, 28, 216, 35, 30, 33, 36, 33, 37, 41, 284, 216, 33, 28, 32, 32, 32, 28, 32, 32,
+            32, 30,
+        ],
+    ),
+    (
+        "don't can't I'm we'll you've they're he'd",
+        &[12420, 982, 416, 982, 339, 5248, 392, 3060, 346, 3543, 502, 2316, 384, 6737],
+    ),
     ("a\n\nb", &[81, 198, 198, 82]),
     ("Para one.\n\nPara two.\n\n\nThree", &[64, 4075, 582, 30, 198, 198, 64, 4075, 827, 30, 1116, 198, 16705]),
     ("  leading spaces", &[216, 2899, 5600]),
@@ -102,16 +121,34 @@ const SMOLLM_CASES: &[(&str, &[u32])] = &[
     ("\n\n", &[1116]),
     (" \n \n", &[3717, 3717]),
     ("x  \n\ny", &[104, 32057, 198, 105]),
-    ("na\u{ef}ve caf\u{e9} r\u{e9}sum\u{e9} \u{c6}r\u{f8}sk\u{f8}bing", &[3546, 46494, 37366, 412, 2756, 5422, 2756, 44741, 98, 21817, 5746, 21817, 7519]),
-    ("\u{41f}\u{440}\u{438}\u{432}\u{435}\u{442} \u{43c}\u{438}\u{440}", &[155, 249, 46879, 16464, 32547, 41337, 7872, 9175]),
-    ("\u{65e5}\u{672c}\u{8a9e}\u{306e}\u{30c6}\u{30ad}\u{30b9}\u{30c8}", &[23274, 115, 40993, 179, 120, 248, 26453, 11100, 224, 10391, 251, 10391, 134, 11100, 226]),
+    (
+        "na\u{ef}ve caf\u{e9} r\u{e9}sum\u{e9} \u{c6}r\u{f8}sk\u{f8}bing",
+        &[3546, 46494, 37366, 412, 2756, 5422, 2756, 44741, 98, 21817, 5746, 21817, 7519],
+    ),
+    (
+        "\u{41f}\u{440}\u{438}\u{432}\u{435}\u{442} \u{43c}\u{438}\u{440}",
+        &[155, 249, 46879, 16464, 32547, 41337, 7872, 9175],
+    ),
+    (
+        "\u{65e5}\u{672c}\u{8a9e}\u{306e}\u{30c6}\u{30ad}\u{30b9}\u{30c8}",
+        &[23274, 115, 40993, 179, 120, 248, 26453, 11100, 224, 10391, 251, 10391, 134, 11100, 226],
+    ),
     ("emoji \u{1f600}\u{1f44d}\u{1f3fd} done", &[391, 33777, 40303, 218, 10813, 235, 231, 10813, 233, 138, 2294]),
-    ("<|im_start|>user\nHi<|im_end|>", &[44, 108, 306, 79, 3738, 108, 46, 4093, 198, 26843, 44, 108, 306, 79, 486, 108, 46]),
+    (
+        "<|im_start|>user\nHi<|im_end|>",
+        &[44, 108, 306, 79, 3738, 108, 46, 4093, 198, 26843, 44, 108, 306, 79, 486, 108, 46],
+    ),
     ("user\nHi", &[4093, 198, 26843]),
     ("x\u{1c}y\u{85}z", &[104, 213, 105, 141, 223, 106]),
     ("mixed\r\nline\rendings", &[35781, 201, 198, 1311, 201, 486, 616]),
-    ("punct!!! ... ??? --- (x) [y] {z}", &[96, 8859, 29646, 4563, 9148, 16693, 21749, 365, 104, 25, 933, 105, 77, 1662, 106, 109]),
-    ("a1b2c3 \u{663}\u{664} \u{b2}\u{b3} \u{216b}", &[81, 33, 82, 34, 83, 35, 216, 164, 113, 164, 114, 216, 19133, 39050, 216, 173, 223, 121]),
+    (
+        "punct!!! ... ??? --- (x) [y] {z}",
+        &[96, 8859, 29646, 4563, 9148, 16693, 21749, 365, 104, 25, 933, 105, 77, 1662, 106, 109],
+    ),
+    (
+        "a1b2c3 \u{663}\u{664} \u{b2}\u{b3} \u{216b}",
+        &[81, 33, 82, 34, 83, 35, 216, 164, 113, 164, 114, 216, 19133, 39050, 216, 173, 223, 121],
+    ),
     ("  0. Definitions.\n\n  \"This License\"", &[256, 32, 30, 39331, 30, 8866, 476, 1348, 6966, 18]),
     ("'s 's 'S '", &[506, 637, 99, 637, 67, 637]),
     ("\u{a0}nbsp\u{2003}emspace\u{3000}ideo", &[15442, 94, 32093, 321, 221, 1687, 6525, 12109, 218, 8496]),
@@ -168,7 +205,10 @@ fn smollm_special_tokens() {
     assert_eq!(tok.decode(&tok.encode(s, false, true)), b"user\nHi");
     assert_eq!(tok.token_bytes_special(start), b"<|im_start|>");
     // adjacent and repeated specials
-    assert_eq!(tok.encode("<|im_end|><|im_end|>x<|im_start|>", false, true), [vec![end, end], tok.encode("x", false, false), vec![start]].concat());
+    assert_eq!(
+        tok.encode("<|im_end|><|im_end|>x<|im_start|>", false, true),
+        [vec![end, end], tok.encode("x", false, false), vec![start]].concat()
+    );
     // EOG: eos (<|im_end|>, id 2) and <|endoftext|> (id 0); not <|im_start|>
     assert!(tok.is_eog(2) && tok.is_eog(0) && !tok.is_eog(1) && !tok.is_eog(100));
     assert_eq!((tok.bos(), tok.eos(), tok.n_vocab()), (Some(1), Some(2), 49152));

@@ -387,8 +387,105 @@ mod tests {
 
     #[test]
     fn llama3_basics() {
-        assert_eq!(pieces(PreKind::Llama3, "Hello, world!\n\n  12345 I'LL"), ["Hello", ",", " world", "!\n\n", " ", " ", "123", "45", " I", "'LL"]);
+        assert_eq!(
+            pieces(PreKind::Llama3, "Hello, world!\n\n  12345 I'LL"),
+            ["Hello", ",", " world", "!\n\n", " ", " ", "123", "45", " I", "'LL"]
+        );
         assert_eq!(pieces(PreKind::Llama3, "a \n\n b"), ["a", " \n\n", " b"]);
         assert_eq!(pieces(PreKind::Qwen2, "x 123"), ["x", " ", "1", "2", "3"]);
+    }
+    /// Pieces from HF `tokenizers`' `Split(Regex(pattern), "isolated")` with each family's regex
+    /// (strings free of U+001C..U+001F and U+0085, where the two whitespace sets differ).
+    #[test]
+    fn agrees_with_hf_regex() {
+        let cases: &[(PreKind, &str, &[&str])] = &[
+            (
+                PreKind::Llama3,
+                "Hello, world!\n\n  12345 I'LL don't",
+                &["Hello", ",", " world", "!\n\n", " ", " ", "123", "45", " I", "'LL", " don", "'t"],
+            ),
+            (PreKind::Llama3, "a \n\n b\r\n\r\nc", &["a", " \n\n", " b", "\r\n\r\n", "c"]),
+            (PreKind::Llama3, "  x  \n  y\t\tz  ", &[" ", " x", "  \n", " ", " y", "\t", "\tz", "  "]),
+            (
+                PreKind::Llama3,
+                "(abc) [12] 1234567 ..\n\n",
+                &["(abc", ")", " [", "12", "]", " ", "123", "456", "7", " ..\n\n"],
+            ),
+            (PreKind::Llama3, "x'Re 'VE's", &["x", "'Re", " '", "VE", "'s"]),
+            (
+                PreKind::Llama3,
+                "na\u{ef}ve caf\u{e9} \u{65e5}\u{672c}\u{8a9e} \u{1f600}\u{1f44d} done",
+                &["na\u{ef}ve", " caf\u{e9}", " \u{65e5}\u{672c}\u{8a9e}", " \u{1f600}\u{1f44d}", " done"],
+            ),
+            (PreKind::Llama3, " \t\n", &[" \t\n"]),
+            (PreKind::Llama3, "a\n", &["a", "\n"]),
+            (PreKind::Llama3, "a  ", &["a", "  "]),
+            (PreKind::Llama3, "!!!\n\nfoo", &["!!!\n\n", "foo"]),
+            (PreKind::Llama3, "\u{20ac}100 + 2.5%", &["\u{20ac}", "100", " +", " ", "2", ".", "5", "%"]),
+            (PreKind::Llama3, "\n\n\nA", &["\n\n\n", "A"]),
+            (PreKind::Llama3, "'", &["'"]),
+            (PreKind::Llama3, "' ", &["'", " "]),
+            (PreKind::Llama3, " 'x", &[" '", "x"]),
+            (PreKind::Llama3, "x\u{a0}\u{a0}y\u{3000}z", &["x", "\u{a0}", "\u{a0}y", "\u{3000}z"]),
+            (
+                PreKind::Qwen2,
+                "Hello, world!\n\n  12345 I'LL don't",
+                &["Hello", ",", " world", "!\n\n", " ", " ", "1", "2", "3", "4", "5", " I", "'LL", " don", "'t"],
+            ),
+            (PreKind::Qwen2, "a \n\n b\r\n\r\nc", &["a", " \n\n", " b", "\r\n\r\n", "c"]),
+            (PreKind::Qwen2, "  x  \n  y\t\tz  ", &[" ", " x", "  \n", " ", " y", "\t", "\tz", "  "]),
+            (
+                PreKind::Qwen2,
+                "(abc) [12] 1234567 ..\n\n",
+                &["(abc", ")", " [", "1", "2", "]", " ", "1", "2", "3", "4", "5", "6", "7", " ..\n\n"],
+            ),
+            (PreKind::Qwen2, "x'Re 'VE's", &["x", "'Re", " '", "VE", "'s"]),
+            (
+                PreKind::Qwen2,
+                "na\u{ef}ve caf\u{e9} \u{65e5}\u{672c}\u{8a9e} \u{1f600}\u{1f44d} done",
+                &["na\u{ef}ve", " caf\u{e9}", " \u{65e5}\u{672c}\u{8a9e}", " \u{1f600}\u{1f44d}", " done"],
+            ),
+            (PreKind::Qwen2, " \t\n", &[" \t\n"]),
+            (PreKind::Qwen2, "a\n", &["a", "\n"]),
+            (PreKind::Qwen2, "a  ", &["a", "  "]),
+            (PreKind::Qwen2, "!!!\n\nfoo", &["!!!\n\n", "foo"]),
+            (PreKind::Qwen2, "\u{20ac}100 + 2.5%", &["\u{20ac}", "1", "0", "0", " +", " ", "2", ".", "5", "%"]),
+            (PreKind::Qwen2, "\n\n\nA", &["\n\n\n", "A"]),
+            (PreKind::Qwen2, "'", &["'"]),
+            (PreKind::Qwen2, "' ", &["'", " "]),
+            (PreKind::Qwen2, " 'x", &[" '", "x"]),
+            (PreKind::Qwen2, "x\u{a0}\u{a0}y\u{3000}z", &["x", "\u{a0}", "\u{a0}y", "\u{3000}z"]),
+            (
+                PreKind::Gpt2,
+                "Hello, world!\n\n  12345 I'LL don't",
+                &["Hello", ",", " world", "!", "\n\n ", " 12345", " I", "'", "LL", " don", "'t"],
+            ),
+            (PreKind::Gpt2, "a \n\n b\r\n\r\nc", &["a", " \n\n", " b", "\r\n\r", "\n", "c"]),
+            (PreKind::Gpt2, "  x  \n  y\t\tz  ", &[" ", " x", "  \n ", " y", "\t", "\t", "z", "  "]),
+            (
+                PreKind::Gpt2,
+                "(abc) [12] 1234567 ..\n\n",
+                &["(", "abc", ")", " [", "12", "]", " 1234567", " ..", "\n\n"],
+            ),
+            (PreKind::Gpt2, "x'Re 'VE's", &["x", "'", "Re", " '", "VE", "'s"]),
+            (
+                PreKind::Gpt2,
+                "na\u{ef}ve caf\u{e9} \u{65e5}\u{672c}\u{8a9e} \u{1f600}\u{1f44d} done",
+                &["na\u{ef}ve", " caf\u{e9}", " \u{65e5}\u{672c}\u{8a9e}", " \u{1f600}\u{1f44d}", " done"],
+            ),
+            (PreKind::Gpt2, " \t\n", &[" \t\n"]),
+            (PreKind::Gpt2, "a\n", &["a", "\n"]),
+            (PreKind::Gpt2, "a  ", &["a", "  "]),
+            (PreKind::Gpt2, "!!!\n\nfoo", &["!!!", "\n", "\n", "foo"]),
+            (PreKind::Gpt2, "\u{20ac}100 + 2.5%", &["\u{20ac}", "100", " +", " 2", ".", "5", "%"]),
+            (PreKind::Gpt2, "\n\n\nA", &["\n\n", "\n", "A"]),
+            (PreKind::Gpt2, "'", &["'"]),
+            (PreKind::Gpt2, "' ", &["'", " "]),
+            (PreKind::Gpt2, " 'x", &[" '", "x"]),
+            (PreKind::Gpt2, "x\u{a0}\u{a0}y\u{3000}z", &["x", "\u{a0}", "\u{a0}", "y", "\u{3000}", "z"]),
+        ];
+        for (kind, text, want) in cases {
+            assert_eq!(pieces(*kind, text), *want, "{kind:?} {text:?}");
+        }
     }
 }

@@ -210,8 +210,12 @@ impl Tokenizer {
                 let supported = || pretokenize::PRE_TYPES.iter().map(|p| p.0).collect::<Vec<_>>().join(", ");
                 let Some((pre, llama3_like)) = pretokenize::lookup(pre_name) else {
                     return Err(err(match &meta.pre {
-                        None => format!("tokenizer.ggml.pre: missing for a gpt2 vocabulary; supported: {}", supported()),
-                        Some(p) => format!("tokenizer.ggml.pre: unsupported pre-tokenizer {p:?}; supported: {}", supported()),
+                        None => {
+                            format!("tokenizer.ggml.pre: missing for a gpt2 vocabulary; supported: {}", supported())
+                        }
+                        Some(p) => {
+                            format!("tokenizer.ggml.pre: unsupported pre-tokenizer {p:?}; supported: {}", supported())
+                        }
                     }));
                 };
                 let Some(merges) = &meta.merges else {
@@ -267,7 +271,9 @@ impl Tokenizer {
                 add_space_prefix = true;
             }
             other => {
-                return Err(err(format!("tokenizer.ggml.model: unsupported tokenizer {other:?}; supported: gpt2, llama")))
+                return Err(err(format!(
+                    "tokenizer.ggml.model: unsupported tokenizer {other:?}; supported: gpt2, llama"
+                )))
             }
         }
         if let Some(v) = meta.add_bos {
@@ -316,7 +322,20 @@ impl Tokenizer {
             })
             .collect();
 
-        Ok(Tokenizer { kind, tokens, types, to_id, pieces, specials, eog, bos, eos, add_bos, add_eos, add_space_prefix })
+        Ok(Tokenizer {
+            kind,
+            tokens,
+            types,
+            to_id,
+            pieces,
+            specials,
+            eog,
+            bos,
+            eos,
+            add_bos,
+            add_eos,
+            add_space_prefix,
+        })
     }
 
     /// Tokenizes `text`. `add_special`: prepend BOS / append EOS where the vocabulary asks for it
@@ -687,6 +706,22 @@ mod tests {
         assert_ne!(t.encode("a<|im_end|>", false, false)[1], end);
         assert!(t.token_bytes(end).is_empty());
         assert_eq!(t.token_bytes_special(end), b"<|im_end|>");
+    }
+
+    #[test]
+    fn llama3_ignore_merges_and_add_bos() {
+        // "abc" is a token but no merge reaches it from "a" "b" "c" when "a b" is absent
+        let mut m = tiny_bpe();
+        m.merges = Some(vec!["b c".into()]);
+        m.bos = Some(0);
+        let gpt2 = Tokenizer::new(m.clone()).unwrap();
+        let id = |s: &str| gpt2.token_id(s).unwrap();
+        assert_eq!(gpt2.encode("abc", true, false), [id("a"), id("b"), id("c")]);
+        m.pre = Some("llama-bpe".into());
+        let l3 = Tokenizer::new(m.clone()).unwrap();
+        assert_eq!(l3.encode("abc", true, false), [0, id("abc")]);
+        m.add_bos = Some(false);
+        assert_eq!(Tokenizer::new(m).unwrap().encode("abc", true, false), [id("abc")]);
     }
 
     #[test]
