@@ -71,7 +71,6 @@ pub enum PreKind {
 pub const PRE_TYPES: &[(&str, PreKind, bool)] = &[
     // (name, kind, llama3-style: ignore_merges + add_bos default)
     ("gpt-2", PreKind::Gpt2, false),
-    ("gpt2", PreKind::Gpt2, false),
     ("phi-2", PreKind::Gpt2, false),
     ("jina-es", PreKind::Gpt2, false),
     ("jina-de", PreKind::Gpt2, false),
@@ -143,8 +142,8 @@ fn split_each_number(flags: &[u8], pieces: &[(usize, usize)]) -> Vec<(usize, usi
     let mut out = Vec::with_capacity(pieces.len());
     for &(ini, end) in pieces {
         let mut prev = ini;
-        for pos in ini..end {
-            if flags[pos] & NUMBER != 0 {
+        for (pos, &f) in flags.iter().enumerate().take(end).skip(ini) {
+            if f & NUMBER != 0 {
                 if pos > prev {
                     out.push((prev, pos));
                 }

@@ -98,6 +98,7 @@ const EOG_TEXTS: &[&str] = &[
     "<|file_sep|>",
 ];
 
+#[allow(clippy::large_enum_variant)] // one per tokenizer
 enum Kind {
     Bpe {
         pre: PreKind,
@@ -256,8 +257,8 @@ impl Tokenizer {
                 }
                 let unk = unk_meta.or_else(|| default_id(0));
                 let mut byte_tok = [None; 256];
-                for b in 0..256usize {
-                    byte_tok[b] = to_id
+                for (b, slot) in byte_tok.iter_mut().enumerate() {
+                    *slot = to_id
                         .get(&format!("<0x{b:02X}>"))
                         .or_else(|| std::str::from_utf8(&[b as u8]).ok().and_then(|s| to_id.get(s)))
                         .copied()
@@ -493,7 +494,8 @@ impl Tokenizer {
     fn encode_bpe(&self, text: &str, out: &mut Vec<u32>) {
         let Kind::Bpe { pre, ranks, byte_tok, byte_chr, ignore_merges } = &self.kind else { unreachable!() };
         let mut syms: Vec<BpeSym> = Vec::new();
-        let mut heap: BinaryHeap<Reverse<(u32, u32, u32, u32, u32)>> = BinaryHeap::new();
+        // (rank, left, right, left id, right id), lowest rank then leftmost first
+        let mut heap: BinaryHeap<Reverse<MergeCand>> = BinaryHeap::new();
         for (a, b) in pretokenize::split(*pre, text) {
             let word = &text.as_bytes()[a..b];
             if *ignore_merges {
@@ -611,6 +613,8 @@ impl Tokenizer {
     }
 }
 
+type MergeCand = (u32, u32, u32, u32, u32);
+
 const NONE: u32 = u32::MAX;
 const NO_TOKEN: u32 = u32::MAX;
 
@@ -681,7 +685,7 @@ mod tests {
         *types.last_mut().unwrap() = 3;
         TokenizerMetadata {
             model: "gpt2".into(),
-            pre: Some("gpt2".into()),
+            pre: Some("gpt-2".into()),
             tokens,
             token_types: Some(types),
             merges: Some(vec!["a b".into(), "ab c".into(), "Ġ a".into()]),
