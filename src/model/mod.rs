@@ -3,6 +3,7 @@ pub mod config;
 pub mod forward;
 pub mod generate;
 pub mod kv_cache;
+pub mod pretokenize;
 pub mod sampler;
 pub mod tokenizer;
 pub mod weights;
