@@ -1,1 +1,4 @@
 //! File formats: GGUF and safetensors readers (pure parsing over bytes, every length checked).
+pub mod gguf;
+pub mod inspect;
+pub mod safetensors;

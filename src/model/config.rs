@@ -46,7 +46,8 @@ impl Config {
                 return Err(Error::model(&file, "general.architecture", format!("unsupported architecture {other:?} (graft runs llama, mistral, qwen2)")))
             }
         };
-        let key = |k: &str| format!("{arch}.{k}");
+        let prefix = arch.clone();
+        let key = |k: &str| format!("{prefix}.{k}");
         let u = |k: &str| -> Result<usize> { Ok(g.get_u32(&key(k))? as usize) };
         let n_embd = u("embedding_length")?;
         let n_head = u("attention.head_count")?;

@@ -45,6 +45,13 @@ struct SharedMut<T>(*mut T);
 unsafe impl<T> Send for SharedMut<T> {}
 unsafe impl<T> Sync for SharedMut<T> {}
 
+impl<T> SharedMut<T> {
+    /// The pointer (a method, so that closures capture the whole `Sync` wrapper).
+    fn get(&self) -> *mut T {
+        self.0
+    }
+}
+
 /// Scratch buffers of a forward call, kept between calls to avoid re-allocating.
 #[derive(Default)]
 struct Scratch {
@@ -265,7 +272,7 @@ impl Runner {
                 pool.run(|tid, nth| {
                     let r = split(t, tid, nth, 1);
                     // SAFETY: thread tid writes only activation rows r, disjoint from the others'.
-                    let dst = unsafe { std::slice::from_raw_parts_mut(ap.0.add(r.start * arb), r.len() * arb) };
+                    let dst = unsafe { std::slice::from_raw_parts_mut(ap.get().add(r.start * arb), r.len() * arb) };
                     kq.quantize_act(at, &x[r.start * n..r.end * n], dst).expect("lengths checked above");
                 });
             } else {
@@ -288,7 +295,7 @@ impl Runner {
                 // row (disjoint from other threads' columns), the kernel writes y[i*ldy + c] for
                 // i < t and c < r.len(), all inside the buffer; weights and activations are shared reads.
                 unsafe {
-                    kq.gemm_raw(w.ty, n, &wb[r.start * wrb..r.end * wrb], r.len(), xq, t, y.0.add(r.start), w.n_out);
+                    kq.gemm_raw(w.ty, n, &wb[r.start * wrb..r.end * wrb], r.len(), xq, t, y.get().add(r.start), w.n_out);
                 }
             }
         });
@@ -337,7 +344,7 @@ fn attention(pool: &Pool, ko: &ops::OpKernels, cfg: &super::Config, l: usize, ca
             }
             // SAFETY: unit u = (row i, head h) is taken by exactly one thread, and writes only
             // out[i*nh*hd + h*hd .. + hd], inside the [rows, nh*hd] buffer.
-            unsafe { std::ptr::copy_nonoverlapping(acc.as_ptr(), op.0.add(i * nh * hd + h * hd), hd) };
+            unsafe { std::ptr::copy_nonoverlapping(acc.as_ptr(), op.get().add(i * nh * hd + h * hd), hd) };
         }
     });
 }

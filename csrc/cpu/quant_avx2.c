@@ -1,0 +1,187 @@
+/* graft: AVX2 + FMA + F16C quantized kernels. Each computes what its `_ref` twin in quant_ref.c
+ * computes: the integer block dots are exact, only the float accumulation order differs.
+ *
+ * Products tile the batch: each unpacked weight block is reused against up to 4 activation rows
+ * (prefill), and every (weight row, activation row) pair keeps its own accumulator with the same
+ * operation sequence whatever the tile, so a row's result does not depend on the batch it is in. */
+#include <immintrin.h>
+#include "kernels.h"
+#include "quant_common.h"
+
+static inline float hsum_ps(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline float h2f(graft_f16 h) { return _cvtsh_ss(h); }
+
+/* 32 nibbles -> 32 bytes: low nibbles (elements 0..15) then high nibbles (16..31). */
+static inline __m256i unpack_nibbles(const uint8_t *p) {
+    const __m128i t = _mm_loadu_si128((const __m128i *)p);
+    const __m256i b = _mm256_insertf128_si256(_mm256_castsi128_si256(t), _mm_srli_epi16(t, 4), 1);
+    return _mm256_and_si256(b, _mm256_set1_epi8(0x0F));
+}
+
+/* Sum of u8 x s8 products of 32 pairs, as 8 int32 lanes converted to float. */
+static inline __m256 dot_u8s8(__m256i u, __m256i s) {
+    const __m256i p16 = _mm256_maddubs_epi16(u, s);
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+}
+
+/* Sum of s8 x s8 products of 32 pairs (sign moved onto the second operand). */
+static inline __m256 dot_s8s8(__m256i a, __m256i b) {
+    return dot_u8s8(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
+}
+
+/* ---------------------------------------------------------------- activation quantization */
+
+static inline void quant_block_q8(const float *x, int8_t *qs, float *d_out, int *sum_out) {
+    __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8), v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
+    const __m256 sign = _mm256_set1_ps(-0.0f); /* abs mask */
+    __m256 m = _mm256_andnot_ps(sign, v0);
+    m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v1));
+    m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v2));
+    m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v3));
+    __m128 m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4);
+    /* As llama.cpp's AVX2 path (the numerics of its reference figures): id = 127 / amax and
+     * round-to-nearest-even, where the scalar reference uses 1 / d and roundf; the two differ by one
+     * step on rare elements whose scaled value sits at a tie. */
+    const float d = amax / 127.0f, id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    *d_out = d;
+    const __m256 mul = _mm256_set1_ps(id);
+    const int rnd = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    const __m256 s0 = _mm256_round_ps(_mm256_mul_ps(v0, mul), rnd), s1 = _mm256_round_ps(_mm256_mul_ps(v1, mul), rnd);
+    const __m256 s2 = _mm256_round_ps(_mm256_mul_ps(v2, mul), rnd), s3 = _mm256_round_ps(_mm256_mul_ps(v3, mul), rnd);
+    __m256i i0 = _mm256_cvtps_epi32(s0), i1 = _mm256_cvtps_epi32(s1), i2 = _mm256_cvtps_epi32(s2), i3 = _mm256_cvtps_epi32(s3);
+    if (sum_out) {
+        const __m256i s = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
+        __m128i t = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+        t = _mm_hadd_epi32(t, t);
+        t = _mm_hadd_epi32(t, t);
+        *sum_out = _mm_cvtsi128_si32(t);
+    }
+    i0 = _mm256_packs_epi32(i0, i1);
+    i2 = _mm256_packs_epi32(i2, i3);
+    i0 = _mm256_packs_epi16(i0, i2);
+    /* packs interleave 128-bit lanes: restore element order. */
+    i0 = _mm256_permutevar8x32_epi32(i0, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i *)qs, i0);
+}
+
+void graft_quantize_row_q8_0_avx2(const float *x, void *vy, int64_t n) {
+    graft_block_q8_0 *y = vy;
+    for (int64_t b = 0; b < n / 32; b++) {
+        float d;
+        quant_block_q8(x + b * 32, y[b].qs, &d, NULL);
+        y[b].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+    }
+}
+
+void graft_quantize_row_q8_1_avx2(const float *x, void *vy, int64_t n) {
+    graft_block_q8_1 *y = vy;
+    for (int64_t b = 0; b < n / 32; b++) {
+        float d;
+        int sum;
+        quant_block_q8(x + b * 32, y[b].qs, &d, &sum);
+        y[b].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+        y[b].s = _cvtss_sh(sum * d, _MM_FROUND_TO_NEAREST_INT);
+    }
+}
+
+/* ---------------------------------------------------------------- products */
+
+/* One kernel body per format: WEIGHT(b) loads the unpacked weight block b of row w into `wq`
+ * (and its scales), DOT(xb) gives the float lanes of the block dot with activation block xb, SCALE
+ * its scale, and MIN_TERM the per-block additive term (0 for symmetric formats). */
+#define TILE 4
+
+#define GEMM_AVX2(NAME, WBLOCK, XBLOCK, LOAD_W, DOT, WSCALE, XSCALE, HAS_MIN, WMIN, XSUM)                 \
+    void NAME(int64_t n, const void *w, size_t w_stride, int64_t nrows, const void *x, size_t x_stride,  \
+              int64_t m, float *y, int64_t ldy) {                                                        \
+        const int64_t nb = n / 32;                                                                       \
+        for (int64_t r = 0; r < nrows; r++) {                                                            \
+            const WBLOCK *wr = (const WBLOCK *)((const char *)w + r * w_stride);                         \
+            int64_t i = 0;                                                                               \
+            for (; i + TILE <= m; i += TILE) {                                                           \
+                const XBLOCK *x0 = (const XBLOCK *)((const char *)x + (i + 0) * x_stride);               \
+                const XBLOCK *x1 = (const XBLOCK *)((const char *)x + (i + 1) * x_stride);               \
+                const XBLOCK *x2 = (const XBLOCK *)((const char *)x + (i + 2) * x_stride);               \
+                const XBLOCK *x3 = (const XBLOCK *)((const char *)x + (i + 3) * x_stride);               \
+                __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                              \
+                float m0 = 0, m1 = 0, m2 = 0, m3 = 0;                                                    \
+                for (int64_t b = 0; b < nb; b++) {                                                       \
+                    const WBLOCK *wb = wr + b;                                                           \
+                    LOAD_W;                                                                              \
+                    const float dw = WSCALE(wb);                                                         \
+                    a0 = _mm256_fmadd_ps(DOT(x0 + b), _mm256_set1_ps(dw * XSCALE(x0 + b)), a0);          \
+                    a1 = _mm256_fmadd_ps(DOT(x1 + b), _mm256_set1_ps(dw * XSCALE(x1 + b)), a1);          \
+                    a2 = _mm256_fmadd_ps(DOT(x2 + b), _mm256_set1_ps(dw * XSCALE(x2 + b)), a2);          \
+                    a3 = _mm256_fmadd_ps(DOT(x3 + b), _mm256_set1_ps(dw * XSCALE(x3 + b)), a3);          \
+                    if (HAS_MIN) {                                                                       \
+                        const float mw = WMIN(wb);                                                       \
+                        m0 += mw * XSUM(x0 + b);                                                         \
+                        m1 += mw * XSUM(x1 + b);                                                         \
+                        m2 += mw * XSUM(x2 + b);                                                         \
+                        m3 += mw * XSUM(x3 + b);                                                         \
+                    }                                                                                    \
+                }                                                                                        \
+                y[(i + 0) * ldy + r] = hsum_ps(a0) + m0;                                                 \
+                y[(i + 1) * ldy + r] = hsum_ps(a1) + m1;                                                 \
+                y[(i + 2) * ldy + r] = hsum_ps(a2) + m2;                                                 \
+                y[(i + 3) * ldy + r] = hsum_ps(a3) + m3;                                                 \
+            }                                                                                            \
+            for (; i < m; i++) {                                                                         \
+                const XBLOCK *x0 = (const XBLOCK *)((const char *)x + i * x_stride);                     \
+                __m256 a0 = _mm256_setzero_ps();                                                         \
+                float m0 = 0;                                                                            \
+                for (int64_t b = 0; b < nb; b++) {                                                       \
+                    const WBLOCK *wb = wr + b;                                                           \
+                    LOAD_W;                                                                              \
+                    const float dw = WSCALE(wb);                                                         \
+                    a0 = _mm256_fmadd_ps(DOT(x0 + b), _mm256_set1_ps(dw * XSCALE(x0 + b)), a0);          \
+                    if (HAS_MIN) m0 += WMIN(wb) * XSUM(x0 + b);                                          \
+                }                                                                                        \
+                y[i * ldy + r] = hsum_ps(a0) + m0;                                                       \
+            }                                                                                            \
+        }                                                                                                \
+    }
+
+#define D16(p) h2f((p)->d)
+#define M16(p) h2f((p)->m)
+#define S16(p) h2f((p)->s)
+#define ZERO(p) 0.0f
+#define LOADX(p) _mm256_loadu_si256((const __m256i *)(p)->qs)
+
+/* Q4_1 x Q8_1: unsigned nibbles times signed activations, plus m * s. */
+#define LOAD_Q4_1 const __m256i wq = unpack_nibbles(wb->qs)
+#define DOT_Q4_1(xb) dot_u8s8(wq, LOADX(xb))
+GEMM_AVX2(graft_gemm_q4_1_q8_1_avx2, graft_block_q4_1, graft_block_q8_1, LOAD_Q4_1, DOT_Q4_1, D16, D16, 1, M16, S16)
+
+/* Q4_0 x Q8_0: nibbles - 8, signed times signed. */
+#define LOAD_Q4_0 const __m256i wq = _mm256_sub_epi8(unpack_nibbles(wb->qs), _mm256_set1_epi8(8))
+#define DOT_S8(xb) dot_s8s8(wq, LOADX(xb))
+GEMM_AVX2(graft_gemm_q4_0_q8_0_avx2, graft_block_q4_0, graft_block_q8_0, LOAD_Q4_0, DOT_S8, D16, D16, 0, ZERO, ZERO)
+
+/* Q8_0 x Q8_0. */
+#define LOAD_Q8_0 const __m256i wq = LOADX(wb)
+GEMM_AVX2(graft_gemm_q8_0_q8_0_avx2, graft_block_q8_0, graft_block_q8_0, LOAD_Q8_0, DOT_S8, D16, D16, 0, ZERO, ZERO)
+
+/* Q5_0 / Q5_1: the fifth bits (one per element, in qh) become 0x10 in each byte. */
+static inline __m256i bits_to_bytes(const uint8_t *qh4) {
+    uint32_t qh;
+    memcpy(&qh, qh4, 4);
+    const __m256i shuf = _mm256_setr_epi64x(0x0000000000000000, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), shuf);
+    const __m256i bit = _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe);
+    v = _mm256_or_si256(v, bit);
+    return _mm256_and_si256(_mm256_cmpeq_epi8(v, _mm256_set1_epi64x(-1)), _mm256_set1_epi8(0x10));
+}
+#define LOAD_Q5_0 const __m256i wq = _mm256_sub_epi8(_mm256_or_si256(unpack_nibbles(wb->qs), bits_to_bytes(wb->qh)), _mm256_set1_epi8(16))
+GEMM_AVX2(graft_gemm_q5_0_q8_0_avx2, graft_block_q5_0, graft_block_q8_0, LOAD_Q5_0, DOT_S8, D16, D16, 0, ZERO, ZERO)
+#define LOAD_Q5_1 const __m256i wq = _mm256_or_si256(unpack_nibbles(wb->qs), bits_to_bytes(wb->qh))
+GEMM_AVX2(graft_gemm_q5_1_q8_1_avx2, graft_block_q5_1, graft_block_q8_1, LOAD_Q5_1, DOT_Q4_1, D16, D16, 1, M16, S16)

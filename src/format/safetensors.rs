@@ -1,0 +1,74 @@
+//! safetensors files, memory-mapped and parsed by the `safetensors` crate (which checks the header
+//! length, the JSON and every tensor's byte range); errors name the file.
+use crate::{Error, Result};
+use std::path::Path;
+
+/// A tensor's entry.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StTensor {
+    /// Name.
+    pub name: String,
+    /// dtype as safetensors names it (`F32`, `BF16`, ...).
+    pub dtype: String,
+    /// Shape, outermost first.
+    pub shape: Vec<usize>,
+    /// Bytes of data.
+    pub n_bytes: usize,
+}
+
+/// An open safetensors file.
+pub struct SafeTensorsFile {
+    map: memmap2::Mmap,
+    name: String,
+    tensors: Vec<StTensor>,
+    metadata: Vec<(String, String)>,
+}
+
+impl SafeTensorsFile {
+    /// Maps and validates `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<SafeTensorsFile> {
+        let path = path.as_ref();
+        let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        // SAFETY: read-only private map, never written through; see Gguf::open for the truncation caveat.
+        let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| Error::io(path, e))?;
+        let name = path.display().to_string();
+        let (tensors, metadata) = Self::parse(&map, &name)?;
+        Ok(SafeTensorsFile { map, name, tensors, metadata })
+    }
+
+    fn parse(bytes: &[u8], name: &str) -> Result<(Vec<StTensor>, Vec<(String, String)>)> {
+        let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| Error::format(name, "header", e.to_string()))?;
+        let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| Error::format(name, "header", e.to_string()))?;
+        let mut metadata: Vec<(String, String)> = meta.metadata().clone().unwrap_or_default().into_iter().collect();
+        metadata.sort();
+        let mut tensors: Vec<StTensor> = st
+            .tensors()
+            .into_iter()
+            .map(|(n, v)| StTensor { name: n, dtype: format!("{:?}", v.dtype()), shape: v.shape().to_vec(), n_bytes: v.data().len() })
+            .collect();
+        tensors.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok((tensors, metadata))
+    }
+
+    /// The file name as errors give it.
+    pub fn file_name(&self) -> &str {
+        &self.name
+    }
+    /// Tensors, sorted by name.
+    pub fn tensors(&self) -> &[StTensor] {
+        &self.tensors
+    }
+    /// `__metadata__` entries, sorted by key.
+    pub fn metadata(&self) -> &[(String, String)] {
+        &self.metadata
+    }
+    /// A tensor's bytes (a view into the map).
+    pub fn tensor_data(&self, name: &str) -> Result<&[u8]> {
+        let st = safetensors::SafeTensors::deserialize(&self.map).map_err(|e| Error::format(&self.name, "header", e.to_string()))?;
+        let v = st.tensor(name).map_err(|e| Error::format(&self.name, name, e.to_string()))?;
+        let d = v.data();
+        // Convert the borrow of `st` back to a borrow of the map: `d` points inside `self.map`.
+        let off = d.as_ptr() as usize - self.map.as_ptr() as usize;
+        Ok(&self.map[off..off + d.len()])
+    }
+}
