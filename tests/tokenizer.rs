@@ -6,6 +6,7 @@
 //! `$GRAFT_TOKENIZER_JSON` or at `/tmp/smollm_tokenizer.json`; tests that need it print why they
 //! skip when it is absent. Switching to the GGUF reader: replace `smollm()`.
 use std::time::Instant;
+mod common;
 
 use graft::model::tokenizer::{Tokenizer, TokenizerMetadata};
 use serde_json::Value;
@@ -43,13 +44,10 @@ fn metadata_from_json(v: &Value) -> TokenizerMetadata {
     }
 }
 
+/// The default model's tokenizer metadata, read from its GGUF file (fetched on first use).
 fn smollm_meta() -> Option<TokenizerMetadata> {
-    let path = std::env::var("GRAFT_TOKENIZER_JSON").unwrap_or_else(|_| "/tmp/smollm_tokenizer.json".into());
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        eprintln!("SKIP: no SmolLM2 tokenizer metadata at {path} (set GRAFT_TOKENIZER_JSON, or run scripts/dump_tokenizer.py)");
-        return None;
-    };
-    Some(metadata_from_json(&serde_json::from_str(&text).expect("tokenizer JSON")))
+    let g = graft::format::gguf::Gguf::open(common::default_model_path()).expect("default model");
+    Some(graft::model::tokenizer_metadata_from_gguf(&g).expect("tokenizer metadata"))
 }
 
 fn smollm() -> Option<Tokenizer> {

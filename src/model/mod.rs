@@ -57,6 +57,14 @@ impl Model {
 
 /// Builds the tokenizer from the `tokenizer.ggml.*` metadata of a GGUF file.
 pub fn tokenizer_from_gguf(g: &Gguf) -> Result<Tokenizer> {
+    Tokenizer::new(tokenizer_metadata_from_gguf(g)?).map_err(|e| match e {
+        Error::Tokenizer(msg) => Error::format(g.file_name(), "tokenizer", msg),
+        e => e,
+    })
+}
+
+/// The `tokenizer.ggml.*` metadata of a GGUF file, type-checked.
+pub fn tokenizer_metadata_from_gguf(g: &Gguf) -> Result<tokenizer::TokenizerMetadata> {
     let file = g.file_name();
     let arr = |k: &str| g.get(k).map(|v| v.as_array().ok_or_else(|| Error::format(file, k, format!("expected an array, found {}", v.type_name())))).transpose();
     let strings = |k: &str| -> Result<Option<Vec<String>>> {
@@ -94,8 +102,5 @@ pub fn tokenizer_from_gguf(g: &Gguf) -> Result<Tokenizer> {
         add_eos: g.get_opt_bool("tokenizer.ggml.add_eos_token")?,
         add_space_prefix: g.get_opt_bool("tokenizer.ggml.add_space_prefix")?,
     };
-    Tokenizer::new(meta).map_err(|e| match e {
-        Error::Tokenizer(msg) => Error::format(file, "tokenizer", msg),
-        e => e,
-    })
+    Ok(meta)
 }
