@@ -6,6 +6,8 @@
  *   q4_0, q5_0, q8_0    -> q8_0 activations
  *   q4_1, q5_1          -> q8_1 activations
  *   q4_K, q5_K, q6_K    -> q8_K activations
+ * Every quantized format also has a product with f32 activations (`graft_gemm_<wfmt>_f32_*`): the
+ * weights dequantized on the fly, no activation rounding, for graft's fp32 numerics.
  * A row of n elements of format T takes n / block_size(T) blocks; n is a multiple of the block size. */
 #ifndef GRAFT_KERNELS_QUANT_H
 #define GRAFT_KERNELS_QUANT_H
@@ -56,6 +58,14 @@ extern "C" {
     GRAFT_DECLARE_GEMM(q4_K, q8_K, isa)                                                               \
     GRAFT_DECLARE_GEMM(q5_K, q8_K, isa)                                                               \
     GRAFT_DECLARE_GEMM(q6_K, q8_K, isa)                                                               \
+    GRAFT_DECLARE_GEMM(q4_0, f32, isa)                                                                \
+    GRAFT_DECLARE_GEMM(q4_1, f32, isa)                                                                \
+    GRAFT_DECLARE_GEMM(q5_0, f32, isa)                                                                \
+    GRAFT_DECLARE_GEMM(q5_1, f32, isa)                                                                \
+    GRAFT_DECLARE_GEMM(q8_0, f32, isa)                                                                \
+    GRAFT_DECLARE_GEMM(q4_K, f32, isa)                                                                \
+    GRAFT_DECLARE_GEMM(q5_K, f32, isa)                                                                \
+    GRAFT_DECLARE_GEMM(q6_K, f32, isa)                                                                \
     GRAFT_DECLARE_GEMM_DX(f32, isa)                                                                   \
     GRAFT_DECLARE_GEMM_DX(f16, isa)                                                                   \
     GRAFT_DECLARE_GEMM_DX(bf16, isa)                                                                  \

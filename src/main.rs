@@ -2,7 +2,7 @@
 use clap::{Parser, Subcommand};
 use graft::model::generate::{generate, perplexity};
 use graft::model::sampler::Sampler;
-use graft::model::{KvCache, Logits, Model, Runner, SeqInput};
+use graft::model::{Logits, Model, Numerics, Runner, SeqInput};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -28,6 +28,14 @@ struct ModelArgs {
     /// Threads (0: all cores)
     #[arg(short = 't', long = "threads", default_value_t = 0)]
     threads: usize,
+    /// Numerics: q8 (llama.cpp's 8-bit activations, f16 KV cache; fast) or f32 (dequantized weights
+    /// against f32 activations, f32 KV cache: transformers' fp32 figures)
+    #[arg(long = "numerics", default_value = "q8", value_parser = parse_numerics)]
+    numerics: Numerics,
+}
+
+fn parse_numerics(s: &str) -> Result<Numerics, String> {
+    Numerics::parse(s).ok_or_else(|| format!("unknown numerics {s:?} (q8 or f32)"))
 }
 
 #[derive(Subcommand)]
@@ -116,16 +124,17 @@ fn load(m: &ModelArgs) -> Result<(Arc<Model>, Runner), String> {
             e.to_string()
         }
     })?);
-    let runner = Runner::new(model.clone(), m.threads);
+    let runner = Runner::with_numerics(model.clone(), m.threads, m.numerics);
     eprintln!(
-        "graft: loaded {} ({} layers, d={}, {:.1} MiB) in {:.0} ms; {} threads, kernels {}",
+        "graft: loaded {} ({} layers, d={}, {:.1} MiB) in {:.0} ms; {} threads, kernels {}, numerics {:?}",
         path.display(),
         model.config.n_layer,
         model.config.n_embd,
         model.file_bytes() as f64 / (1 << 20) as f64,
         t0.elapsed().as_secs_f64() * 1e3,
         runner.threads(),
-        graft::kernels::selected_isa().name()
+        graft::kernels::selected_isa().name(),
+        runner.numerics()
     );
     Ok((model, runner))
 }
@@ -157,7 +166,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Cmd::Run { m, prompt, n, temp, top_p, seed } => {
             let (model, mut runner) = load(&m)?;
             let ids = model.tokenizer.encode(&prompt, true, true);
-            let mut cache = KvCache::new(&model.config);
+            let mut cache = runner.new_cache();
             let mut sampler = Sampler::new(temp, top_p, seed);
             let mut out = std::io::stdout().lock();
             let mut pending: Vec<u8> = Vec::new();
@@ -214,7 +223,7 @@ fn run(cli: Cli) -> Result<(), String> {
             let nv = model.config.n_vocab as u32;
             // Token ids spread over the vocabulary, as llama-bench feeds random tokens.
             let toks: Vec<u32> = (0..p.max(n).max(1) as u32).map(|i| (i.wrapping_mul(2654435761) >> 7) % nv).collect();
-            let mut cache = KvCache::new(&model.config);
+            let mut cache = runner.new_cache();
             cache.reserve(p.max(n) + 1);
             let (mut pp, mut tg) = (Vec::new(), Vec::new());
             let pb = bar((reps * ((p > 0) as usize + (n > 0) as usize)) as u64, "bench");

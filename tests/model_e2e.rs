@@ -3,7 +3,7 @@
 mod common;
 use graft::model::generate::{generate, perplexity};
 use graft::model::sampler::Sampler;
-use graft::model::{KvCache, Logits, Runner, SeqInput};
+use graft::model::{KvCache, Logits, Numerics, Runner, SeqInput};
 
 #[test]
 fn gpl3_token_ids_equal_llama_cpp() {
@@ -29,10 +29,10 @@ fn gpl3_perplexity_ctx512_in_reference_band() {
     assert!(r.ppl > lo && r.ppl < hi, "PPL {} outside [{lo}, {hi}]", r.ppl);
 }
 
-fn greedy(prompt: &str, n: usize) -> String {
+fn greedy(prompt: &str, n: usize, numerics: Numerics) -> String {
     let model = common::default_model();
-    let mut runner = Runner::new(model.clone(), 0);
-    let mut cache = KvCache::new(&model.config);
+    let mut runner = Runner::with_numerics(model.clone(), 0, numerics);
+    let mut cache = runner.new_cache();
     let ids = model.tokenizer.encode(prompt, false, false);
     let mut out = Vec::new();
     generate(&mut runner, &mut cache, &ids, n, &mut Sampler::new(0.0, 1.0, 0), |t| {
@@ -43,22 +43,22 @@ fn greedy(prompt: &str, n: usize) -> String {
     String::from_utf8(model.tokenizer.decode(&out)).unwrap()
 }
 
-/// graft uses llama.cpp's numerics (8-bit activations for quantized products, f16 KV cache), so its
-/// greedy text must equal llama.cpp's reference text.
+/// With fp32 numerics graft computes what transformers computes on the dequantized weights (only
+/// the summation order differs), so its greedy text equals the fp32 reference text, end of sequence
+/// included. (llama.cpp's text is not a target here: its 8-bit numerics part ways from fp32 at
+/// near-ties, and differ between llama.cpp versions and ISAs; graft's q8 numerics are held to
+/// llama.cpp's figures by the perplexity test instead.)
 #[test]
-fn greedy_output_equals_llama_cpp_reference() {
+fn greedy_output_f32_equals_fp32_reference() {
     let cases = [
-        (
-            "The capital of France is",
-            " Paris.\n\nThe United States has a population of approximately 311 million people.\n\nThe United States has a population of approximately 31",
-        ),
+        ("The capital of France is", " Paris.\n\nThe answer is: 2018-01-22 12:12:53."),
         (
             "Once upon a time, there was a little robot who",
-            " had a special ability to make things disappear. He used to make things disappear by using a special spell called \"Echo-Echo-Echo-E",
+            " had a special ability to make people happy. He was called \"The Happy One\" by his friends.\n\nOne day, a new friend of The Happy",
         ),
     ];
     for (prompt, want) in cases {
-        assert_eq!(greedy(prompt, 32), want, "prompt {prompt:?}");
+        assert_eq!(greedy(prompt, 32, Numerics::F32), want, "prompt {prompt:?}");
     }
 }
 
@@ -66,26 +66,28 @@ fn greedy_output_equals_llama_cpp_reference() {
 /// gives alone (the batch changes only which rows share a weight pass).
 #[test]
 fn batched_sequences_match_single_runs() {
-    let model = common::default_model();
-    let mut runner = Runner::new(model.clone(), 0);
-    let prompts = ["The capital of France is", "Once upon a time", "fn main() {"];
-    let ids: Vec<Vec<u32>> = prompts.iter().map(|p| model.tokenizer.encode(p, false, false)).collect();
-    let nv = model.config.n_vocab;
-    let mut alone = Vec::new();
-    for p in &ids {
-        let mut c = KvCache::new(&model.config);
-        runner.forward(&mut [SeqInput { tokens: p, cache: &mut c, logits: Logits::None }]).unwrap();
-        let l = runner.forward(&mut [SeqInput { tokens: &[42], cache: &mut c, logits: Logits::Last }]).unwrap().to_vec();
-        alone.push(l);
-    }
-    let mut caches: Vec<KvCache> = ids.iter().map(|_| KvCache::new(&model.config)).collect();
-    {
-        let mut seqs: Vec<SeqInput> = ids.iter().zip(caches.iter_mut()).map(|(p, c)| SeqInput { tokens: p, cache: c, logits: Logits::None }).collect();
-        runner.forward(&mut seqs).unwrap();
-    }
-    let mut seqs: Vec<SeqInput> = caches.iter_mut().map(|c| SeqInput { tokens: &[42], cache: c, logits: Logits::Last }).collect();
-    let batch = runner.forward(&mut seqs).unwrap();
-    for (i, a) in alone.iter().enumerate() {
-        assert_eq!(&batch[i * nv..(i + 1) * nv], &a[..], "sequence {i}");
+    for numerics in [Numerics::Q8, Numerics::F32] {
+        let model = common::default_model();
+        let mut runner = Runner::with_numerics(model.clone(), 0, numerics);
+        let prompts = ["The capital of France is", "Once upon a time", "fn main() {", "a b c d e f"];
+        let ids: Vec<Vec<u32>> = prompts.iter().map(|p| model.tokenizer.encode(p, false, false)).collect();
+        let nv = model.config.n_vocab;
+        let mut alone = Vec::new();
+        for p in &ids {
+            let mut c = runner.new_cache();
+            runner.forward(&mut [SeqInput { tokens: p, cache: &mut c, logits: Logits::None }]).unwrap();
+            let l = runner.forward(&mut [SeqInput { tokens: &[42], cache: &mut c, logits: Logits::Last }]).unwrap().to_vec();
+            alone.push(l);
+        }
+        let mut caches: Vec<KvCache> = ids.iter().map(|_| runner.new_cache()).collect();
+        {
+            let mut seqs: Vec<SeqInput> = ids.iter().zip(caches.iter_mut()).map(|(p, c)| SeqInput { tokens: p, cache: c, logits: Logits::None }).collect();
+            runner.forward(&mut seqs).unwrap();
+        }
+        let mut seqs: Vec<SeqInput> = caches.iter_mut().map(|c| SeqInput { tokens: &[42], cache: c, logits: Logits::Last }).collect();
+        let batch = runner.forward(&mut seqs).unwrap();
+        for (i, a) in alone.iter().enumerate() {
+            assert_eq!(&batch[i * nv..(i + 1) * nv], &a[..], "{numerics:?} sequence {i}");
+        }
     }
 }

@@ -185,3 +185,49 @@ static inline __m256i bits_to_bytes(const uint8_t *qh4) {
 GEMM_AVX2(graft_gemm_q5_0_q8_0_avx2, graft_block_q5_0, graft_block_q8_0, LOAD_Q5_0, DOT_S8, D16, D16, 0, ZERO, ZERO)
 #define LOAD_Q5_1 const __m256i wq = _mm256_or_si256(unpack_nibbles(wb->qs), bits_to_bytes(wb->qh))
 GEMM_AVX2(graft_gemm_q5_1_q8_1_avx2, graft_block_q5_1, graft_block_q8_1, LOAD_Q5_1, DOT_Q4_1, D16, D16, 1, M16, S16)
+
+/* ---------------------------------------------------------------- f32-activation products */
+
+/* Quantized weights x f32 activations (graft's fp32 numerics): each weight block is dequantized
+ * once into four vectors (w = q * d + m) and reused against up to 4 activation rows. */
+#define GEMM_F32_AVX2(NAME, WBLOCK, LOAD_W, WSCALE, WMIN)                                                \
+    void NAME(int64_t n, const void *w, size_t w_stride, int64_t nrows, const void *x, size_t x_stride,  \
+              int64_t m, float *y, int64_t ldy) {                                                        \
+        const int64_t nb = n / 32;                                                                       \
+        for (int64_t r = 0; r < nrows; r++) {                                                            \
+            const WBLOCK *wr = (const WBLOCK *)((const char *)w + r * w_stride);                         \
+            for (int64_t i0 = 0; i0 < m; i0 += TILE) {                                                   \
+                const int64_t t = m - i0 < TILE ? m - i0 : TILE;                                         \
+                const float *xs[TILE];                                                                   \
+                __m256 acc[TILE];                                                                        \
+                for (int64_t j = 0; j < TILE; j++) {                                                     \
+                    xs[j] = (const float *)((const char *)x + (i0 + (j < t ? j : 0)) * x_stride);       \
+                    acc[j] = _mm256_setzero_ps();                                                        \
+                }                                                                                        \
+                for (int64_t b = 0; b < nb; b++) {                                                       \
+                    const WBLOCK *wb = wr + b;                                                           \
+                    LOAD_W;                                                                              \
+                    const __m256 d = _mm256_set1_ps(WSCALE(wb)), mn = _mm256_set1_ps(WMIN(wb));          \
+                    const __m128i lo = _mm256_castsi256_si128(wq), hi = _mm256_extracti128_si256(wq, 1); \
+                    const __m256 w0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)), d, mn); \
+                    const __m256 w1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))), d, mn); \
+                    const __m256 w2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)), d, mn); \
+                    const __m256 w3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))), d, mn); \
+                    for (int64_t j = 0; j < TILE; j++) {                                                 \
+                        const float *xb = xs[j] + b * 32;                                                \
+                        __m256 a = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xb), acc[j]);                     \
+                        a = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xb + 8), a);                             \
+                        a = _mm256_fmadd_ps(w2, _mm256_loadu_ps(xb + 16), a);                            \
+                        acc[j] = _mm256_fmadd_ps(w3, _mm256_loadu_ps(xb + 24), a);                       \
+                    }                                                                                    \
+                }                                                                                        \
+                for (int64_t j = 0; j < t; j++) y[(i0 + j) * ldy + r] = hsum_ps(acc[j]);                 \
+            }                                                                                            \
+        }                                                                                                \
+    }
+
+GEMM_F32_AVX2(graft_gemm_q4_1_f32_avx2, graft_block_q4_1, LOAD_Q4_1, D16, M16)
+GEMM_F32_AVX2(graft_gemm_q4_0_f32_avx2, graft_block_q4_0, LOAD_Q4_0, D16, ZERO)
+GEMM_F32_AVX2(graft_gemm_q5_0_f32_avx2, graft_block_q5_0, LOAD_Q5_0, D16, ZERO)
+GEMM_F32_AVX2(graft_gemm_q5_1_f32_avx2, graft_block_q5_1, LOAD_Q5_1, D16, M16)
+GEMM_F32_AVX2(graft_gemm_q8_0_f32_avx2, graft_block_q8_0, LOAD_Q8_0, D16, ZERO)

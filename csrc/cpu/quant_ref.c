@@ -448,3 +448,32 @@ GRAFT_GEMM_DX_REF(q8_0, 32, sizeof(graft_block_q8_0))
 GRAFT_GEMM_DX_REF(q4_K, 256, sizeof(graft_block_q4_K))
 GRAFT_GEMM_DX_REF(q5_K, 256, sizeof(graft_block_q5_K))
 GRAFT_GEMM_DX_REF(q6_K, 256, sizeof(graft_block_q6_K))
+
+/* Quantized weights x f32 activations (fp32 numerics): one weight block dequantized at a time, the
+ * dot accumulated in double. */
+#define GRAFT_GEMM_F32_REF(wfmt, bs, ts)                                                                 \
+    void graft_gemm_##wfmt##_f32_ref(int64_t n, const void *w, size_t w_stride, int64_t nrows,          \
+                                     const void *x, size_t x_stride, int64_t m, float *y, int64_t ldy) { \
+        float buf[256];                                                                                  \
+        for (int64_t i = 0; i < m; i++) {                                                                \
+            const float *xi = (const float *)((const char *)x + i * x_stride);                           \
+            for (int64_t r = 0; r < nrows; r++) {                                                        \
+                const char *row = (const char *)w + r * w_stride;                                       \
+                double s = 0;                                                                            \
+                for (int64_t b = 0; b < n / (bs); b++) {                                                 \
+                    graft_dequantize_row_##wfmt##_ref(row + b * (ts), buf, (bs));                        \
+                    for (int k = 0; k < (bs); k++) s += (double)(buf[k] * xi[b * (bs) + k]);            \
+                }                                                                                        \
+                y[i * ldy + r] = (float)s;                                                               \
+            }                                                                                            \
+        }                                                                                                \
+    }
+
+GRAFT_GEMM_F32_REF(q4_0, 32, sizeof(graft_block_q4_0))
+GRAFT_GEMM_F32_REF(q4_1, 32, sizeof(graft_block_q4_1))
+GRAFT_GEMM_F32_REF(q5_0, 32, sizeof(graft_block_q5_0))
+GRAFT_GEMM_F32_REF(q5_1, 32, sizeof(graft_block_q5_1))
+GRAFT_GEMM_F32_REF(q8_0, 32, sizeof(graft_block_q8_0))
+GRAFT_GEMM_F32_REF(q4_K, 256, sizeof(graft_block_q4_K))
+GRAFT_GEMM_F32_REF(q5_K, 256, sizeof(graft_block_q5_K))
+GRAFT_GEMM_F32_REF(q6_K, 256, sizeof(graft_block_q6_K))

@@ -115,7 +115,63 @@ fn llama_bench(a: &Args, toks: &[u32]) -> (f64, f64) {
     }
 }
 
+/// Greedy text of llama.cpp for `prompt` (token ids from graft's tokenizer, equal to llama.cpp's).
+fn llama_greedy(model_path: &str, ids: &[u32], n: usize, threads: usize) -> Vec<u32> {
+    // SAFETY: as in llama_bench: constructor-checked pointers, one thread, freed at the end; the
+    // batch has capacity for the prompt and we never write past it.
+    unsafe {
+        ll::llama_backend_init();
+        let path = CString::new(model_path).unwrap();
+        let model = ll::llama_model_load_from_file(path.as_ptr(), ll::llama_model_default_params());
+        assert!(!model.is_null());
+        let mut cp = ll::llama_context_default_params();
+        cp.n_ctx = 512;
+        cp.n_threads = threads as i32;
+        cp.n_threads_batch = threads as i32;
+        let ctx = ll::llama_init_from_model(model, cp);
+        let mut batch = ll::llama_batch_init(512, 0, 1);
+        let nv = ll::llama_vocab_n_tokens(ll::llama_model_get_vocab(model)) as usize;
+        let mut out = Vec::new();
+        let mut toks: Vec<u32> = ids.to_vec();
+        let mut pos = 0;
+        for _ in 0..n {
+            let feed = if out.is_empty() { &toks[..] } else { &toks[toks.len() - 1..] };
+            batch.n_tokens = feed.len() as i32;
+            for (i, &t) in feed.iter().enumerate() {
+                *batch.token.add(i) = t as i32;
+                *batch.pos.add(i) = (pos + i) as i32;
+                *batch.n_seq_id.add(i) = 1;
+                *(*batch.seq_id.add(i)) = 0;
+                *batch.logits.add(i) = (i + 1 == feed.len()) as i8;
+            }
+            pos += feed.len();
+            assert_eq!(ll::llama_decode(ctx, batch), 0);
+            let l = std::slice::from_raw_parts(ll::llama_get_logits_ith(ctx, -1), nv);
+            let best = graft::model::sampler::argmax(l);
+            let mut s: Vec<usize> = (0..nv).collect();
+            s.sort_by(|a, b| l[*b].total_cmp(&l[*a]));
+            eprintln!("llama.cpp step {}: top {} {:.5} second {} {:.5}", out.len(), s[0], l[s[0]], s[1], l[s[1]]);
+            out.push(best);
+            toks.push(best);
+            if best == 2 { break; }
+        }
+        ll::llama_batch_free(batch);
+        ll::llama_free(ctx);
+        ll::llama_model_free(model);
+        out
+    }
+}
+
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("greedy") {
+        let path = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+        let model = Model::load(path).unwrap();
+        let prompt = std::env::args().nth(2).unwrap();
+        let ids = model.tokenizer.encode(&prompt, false, false);
+        let out = llama_greedy(path, &ids, 32, 2);
+        println!("{:?}", String::from_utf8_lossy(&model.tokenizer.decode(&out)));
+        return;
+    }
     let a = parse();
     let nv = 49152u32;
     let toks: Vec<u32> = (0..a.p.max(a.n).max(1) as u32).map(|i| (i.wrapping_mul(2654435761) >> 7) % nv).collect();

@@ -21,8 +21,10 @@ pub type QuantizeFn = unsafe extern "C" fn(*const f32, *mut std::ffi::c_void, i6
 pub struct MatKernels {
     /// Activation format its products consume.
     pub act: QuantType,
-    /// `Y = X·Wᵀ`.
+    /// `Y = X·Wᵀ` with X in `act`.
     pub gemm: GemmFn,
+    /// `Y = X·Wᵀ` with X in f32 (weights dequantized on the fly; graft's fp32 numerics).
+    pub gemm_f32: GemmFn,
     /// `dX += dY·W`.
     pub gemm_dx: GemmDxFn,
     /// Row dequantization.
@@ -45,8 +47,8 @@ fn slot(t: QuantType) -> Option<usize> {
 }
 
 macro_rules! mat {
-    ($act:ident, $gemm:ident, $dx:ident, $deq:ident) => {
-        MatKernels { act: QuantType::$act, gemm: sys::$gemm, gemm_dx: sys::$dx, dequantize: sys::$deq }
+    ($act:ident, $gemm:ident, $gemm_f32:ident, $dx:ident, $deq:ident) => {
+        MatKernels { act: QuantType::$act, gemm: sys::$gemm, gemm_f32: sys::$gemm_f32, gemm_dx: sys::$dx, dequantize: sys::$deq }
     };
 }
 
@@ -57,17 +59,17 @@ const REF: QuantKernels = QuantKernels {
     q8_k: sys::graft_quantize_row_q8_K_ref,
     // Order of crate::quant::WEIGHT_TYPES.
     mats: [
-        mat!(F32, graft_gemm_f32_f32_ref, graft_gemm_dx_f32_ref, graft_dequantize_row_f32_ref),
-        mat!(F32, graft_gemm_f16_f32_ref, graft_gemm_dx_f16_ref, graft_dequantize_row_f16_ref),
-        mat!(F32, graft_gemm_bf16_f32_ref, graft_gemm_dx_bf16_ref, graft_dequantize_row_bf16_ref),
-        mat!(Q8_0, graft_gemm_q4_0_q8_0_ref, graft_gemm_dx_q4_0_ref, graft_dequantize_row_q4_0_ref),
-        mat!(Q8_1, graft_gemm_q4_1_q8_1_ref, graft_gemm_dx_q4_1_ref, graft_dequantize_row_q4_1_ref),
-        mat!(Q8_0, graft_gemm_q5_0_q8_0_ref, graft_gemm_dx_q5_0_ref, graft_dequantize_row_q5_0_ref),
-        mat!(Q8_1, graft_gemm_q5_1_q8_1_ref, graft_gemm_dx_q5_1_ref, graft_dequantize_row_q5_1_ref),
-        mat!(Q8_0, graft_gemm_q8_0_q8_0_ref, graft_gemm_dx_q8_0_ref, graft_dequantize_row_q8_0_ref),
-        mat!(Q8_K, graft_gemm_q4_K_q8_K_ref, graft_gemm_dx_q4_K_ref, graft_dequantize_row_q4_K_ref),
-        mat!(Q8_K, graft_gemm_q5_K_q8_K_ref, graft_gemm_dx_q5_K_ref, graft_dequantize_row_q5_K_ref),
-        mat!(Q8_K, graft_gemm_q6_K_q8_K_ref, graft_gemm_dx_q6_K_ref, graft_dequantize_row_q6_K_ref),
+        mat!(F32, graft_gemm_f32_f32_ref, graft_gemm_f32_f32_ref, graft_gemm_dx_f32_ref, graft_dequantize_row_f32_ref),
+        mat!(F32, graft_gemm_f16_f32_ref, graft_gemm_f16_f32_ref, graft_gemm_dx_f16_ref, graft_dequantize_row_f16_ref),
+        mat!(F32, graft_gemm_bf16_f32_ref, graft_gemm_bf16_f32_ref, graft_gemm_dx_bf16_ref, graft_dequantize_row_bf16_ref),
+        mat!(Q8_0, graft_gemm_q4_0_q8_0_ref, graft_gemm_q4_0_f32_ref, graft_gemm_dx_q4_0_ref, graft_dequantize_row_q4_0_ref),
+        mat!(Q8_1, graft_gemm_q4_1_q8_1_ref, graft_gemm_q4_1_f32_ref, graft_gemm_dx_q4_1_ref, graft_dequantize_row_q4_1_ref),
+        mat!(Q8_0, graft_gemm_q5_0_q8_0_ref, graft_gemm_q5_0_f32_ref, graft_gemm_dx_q5_0_ref, graft_dequantize_row_q5_0_ref),
+        mat!(Q8_1, graft_gemm_q5_1_q8_1_ref, graft_gemm_q5_1_f32_ref, graft_gemm_dx_q5_1_ref, graft_dequantize_row_q5_1_ref),
+        mat!(Q8_0, graft_gemm_q8_0_q8_0_ref, graft_gemm_q8_0_f32_ref, graft_gemm_dx_q8_0_ref, graft_dequantize_row_q8_0_ref),
+        mat!(Q8_K, graft_gemm_q4_K_q8_K_ref, graft_gemm_q4_K_f32_ref, graft_gemm_dx_q4_K_ref, graft_dequantize_row_q4_K_ref),
+        mat!(Q8_K, graft_gemm_q5_K_q8_K_ref, graft_gemm_q5_K_f32_ref, graft_gemm_dx_q5_K_ref, graft_dequantize_row_q5_K_ref),
+        mat!(Q8_K, graft_gemm_q6_K_q8_K_ref, graft_gemm_q6_K_f32_ref, graft_gemm_dx_q6_K_ref, graft_dequantize_row_q6_K_ref),
     ],
 };
 
@@ -84,15 +86,24 @@ macro_rules! x86_table {
         $( t.mats[$slot].gemm = sys::$gemm; t.mats[$slot].gemm_dx = sys::$dx; )*
         t
     }};
+    ($isa:expr, $q80:ident, $q81:ident, $q8k:ident, [$(($slot:expr, $gemm:ident, $gemm_f32:ident, $dx:ident)),* $(,)?]) => {{
+        let mut t = REF;
+        t.isa = $isa;
+        t.q8_0 = sys::$q80;
+        t.q8_1 = sys::$q81;
+        t.q8_k = sys::$q8k;
+        $( t.mats[$slot].gemm = sys::$gemm; t.mats[$slot].gemm_f32 = sys::$gemm_f32; t.mats[$slot].gemm_dx = sys::$dx; )*
+        t
+    }};
 }
 
 #[cfg(target_arch = "x86_64")]
 const AVX2: QuantKernels = x86_table!(Isa::Avx2, graft_quantize_row_q8_0_avx2, graft_quantize_row_q8_1_avx2, graft_quantize_row_q8_K_ref, [
-    (3, graft_gemm_q4_0_q8_0_avx2, graft_gemm_dx_q4_0_ref),
-    (4, graft_gemm_q4_1_q8_1_avx2, graft_gemm_dx_q4_1_ref),
-    (5, graft_gemm_q5_0_q8_0_avx2, graft_gemm_dx_q5_0_ref),
-    (6, graft_gemm_q5_1_q8_1_avx2, graft_gemm_dx_q5_1_ref),
-    (7, graft_gemm_q8_0_q8_0_avx2, graft_gemm_dx_q8_0_ref),
+    (3, graft_gemm_q4_0_q8_0_avx2, graft_gemm_q4_0_f32_avx2, graft_gemm_dx_q4_0_ref),
+    (4, graft_gemm_q4_1_q8_1_avx2, graft_gemm_q4_1_f32_avx2, graft_gemm_dx_q4_1_ref),
+    (5, graft_gemm_q5_0_q8_0_avx2, graft_gemm_q5_0_f32_avx2, graft_gemm_dx_q5_0_ref),
+    (6, graft_gemm_q5_1_q8_1_avx2, graft_gemm_q5_1_f32_avx2, graft_gemm_dx_q5_1_ref),
+    (7, graft_gemm_q8_0_q8_0_avx2, graft_gemm_q8_0_f32_avx2, graft_gemm_dx_q8_0_ref),
 ]);
 
 #[cfg(target_arch = "x86_64")]
@@ -210,13 +221,32 @@ impl QuantKernels {
     /// may access those elements during the call; `w` and `x` must hold `nrows` rows of `n`
     /// elements of `w_ty` and `m` rows of its activation format (checked, panics otherwise).
     #[allow(clippy::too_many_arguments)]
-    pub unsafe fn gemm_raw(&self, w_ty: QuantType, n: usize, w: &[u8], nrows: usize, x: &[u8], m: usize, y: *mut f32, ldy: usize) {
+    pub unsafe fn gemm_raw(&self, w_ty: QuantType, n: usize, w: &[u8], nrows: usize, x: &[u8], x_f32: bool, m: usize, y: *mut f32, ldy: usize) {
         let k = self.mat(w_ty).expect("weight format");
+        let (f, act) = if x_f32 { (k.gemm_f32, QuantType::F32) } else { (k.gemm, k.act) };
         let wrb = w_ty.row_bytes(n).expect("whole blocks");
-        let xrb = k.act.row_bytes(n).expect("whole blocks");
+        let xrb = act.row_bytes(n).expect("whole blocks");
         assert!(w.len() >= nrows * wrb && x.len() >= m * xrb && ldy >= nrows, "gemm_raw: lengths");
         // SAFETY: inputs checked just above; the output contract is the caller's (see # Safety).
-        unsafe { (k.gemm)(n as i64, w.as_ptr().cast(), wrb, nrows as i64, x.as_ptr().cast(), xrb, m as i64, y, ldy as i64) }
+        unsafe { f(n as i64, w.as_ptr().cast(), wrb, nrows as i64, x.as_ptr().cast(), xrb, m as i64, y, ldy as i64) }
+    }
+
+    /// `y[i·ldy + r] = W[r] · X[i]` with X in f32 whatever the weight format (fp32 numerics).
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemm_f32(&self, w_ty: QuantType, n: usize, w: &[u8], nrows: usize, x: &[f32], m: usize, y: &mut [f32], ldy: usize) -> Result<()> {
+        let k = self.mat(w_ty)?;
+        let wrb = row_bytes("gemm_f32", w_ty, n)?;
+        need("gemm_f32", "weights (bytes)", w.len(), nrows * wrb)?;
+        need("gemm_f32", "activations", x.len(), m * n)?;
+        if m > 0 && nrows > 0 {
+            if ldy < nrows {
+                return Err(Error::invalid("gemm_f32", format!("ldy {ldy} < nrows {nrows}")));
+            }
+            need("gemm_f32", "y", y.len(), (m - 1) * ldy + nrows)?;
+        }
+        // SAFETY: lengths checked above, as in `gemm`, with f32 activation rows of n floats.
+        unsafe { (k.gemm_f32)(n as i64, w.as_ptr().cast(), wrb, nrows as i64, x.as_ptr().cast(), n * 4, m as i64, y.as_mut_ptr(), ldy as i64) };
+        Ok(())
     }
 
     /// `dx[i·lddx + k] += Σ_r dy[i·lddy + r] · W[r][k]` for `k < n`, `i < m`, `r < nrows`.

@@ -272,6 +272,110 @@ extern "C" {
     );
 }
 extern "C" {
+    pub fn graft_gemm_q4_0_f32_ref(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_q4_1_f32_ref(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_q5_0_f32_ref(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_q5_1_f32_ref(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_q8_0_f32_ref(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_q4_K_f32_ref(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_q5_K_f32_ref(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_q6_K_f32_ref(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
     pub fn graft_gemm_dx_f32_ref(
         n: i64,
         w: *const ::std::os::raw::c_void,
@@ -567,6 +671,110 @@ extern "C" {
     );
 }
 extern "C" {
+    pub fn graft_gemm_q4_0_f32_avx2(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_q4_1_f32_avx2(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_q5_0_f32_avx2(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_q5_1_f32_avx2(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_q8_0_f32_avx2(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_q4_K_f32_avx2(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_q5_K_f32_avx2(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_q6_K_f32_avx2(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
     pub fn graft_gemm_dx_f32_avx2(
         n: i64,
         w: *const ::std::os::raw::c_void,
@@ -850,6 +1058,110 @@ extern "C" {
 }
 extern "C" {
     pub fn graft_gemm_q6_K_q8_K_avx512(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_q4_0_f32_avx512(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_q4_1_f32_avx512(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_q5_0_f32_avx512(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_q5_1_f32_avx512(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_q8_0_f32_avx512(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_q4_K_f32_avx512(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_q5_K_f32_avx512(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_q6_K_f32_avx512(
         n: i64,
         w: *const ::std::os::raw::c_void,
         w_stride: usize,

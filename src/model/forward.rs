@@ -4,7 +4,7 @@
 //! runs once for the whole batch (weight rows split among threads, each unpacked weight block reused
 //! across the batch's rows); attention runs per token against its own sequence's cache.
 //! Every linear layer goes through [`Runner::linears`], the one place where adapter terms join.
-use super::kv_cache::KvCache;
+use super::kv_cache::{KvCache, KvRows};
 use super::weights::{Linear, LinearKind};
 use super::Model;
 use crate::kernels::{ops, quant};
@@ -13,6 +13,29 @@ use crate::quant::QuantType;
 use crate::{Error, Result};
 use half::f16;
 use std::sync::Arc;
+
+/// How the forward pass rounds its intermediate values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Numerics {
+    /// llama.cpp's: activations quantized to 8 bits (Q8_0 / Q8_1 / Q8_K) before each quantized
+    /// product, an f16 KV cache, queries and attention weights rounded to f16. The fast default.
+    #[default]
+    Q8,
+    /// fp32: weights dequantized on the fly against f32 activations, an f32 KV cache, no rounding
+    /// in attention; the numerics of transformers on the dequantized weights.
+    F32,
+}
+
+impl Numerics {
+    /// Parses `q8` or `f32`.
+    pub fn parse(s: &str) -> Option<Numerics> {
+        match s {
+            "q8" | "llama.cpp" => Some(Numerics::Q8),
+            "f32" | "fp32" => Some(Numerics::F32),
+            _ => None,
+        }
+    }
+}
 
 /// Which logits a sequence wants from a forward call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +103,7 @@ fn grow<T: Clone + Default>(v: &mut Vec<T>, n: usize) -> &mut [T] {
 pub struct Runner {
     model: Arc<Model>,
     pool: Pool,
+    numerics: Numerics,
     s: Scratch,
 }
 
@@ -89,8 +113,23 @@ const ROW_ALIGN: usize = 16;
 impl Runner {
     /// A runner on `threads` threads (0: all cores).
     pub fn new(model: Arc<Model>, threads: usize) -> Runner {
+        Runner::with_numerics(model, threads, Numerics::Q8)
+    }
+
+    /// A runner on `threads` threads (0: all cores) with the given numerics.
+    pub fn with_numerics(model: Arc<Model>, threads: usize, numerics: Numerics) -> Runner {
         let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
-        Runner { model, pool: Pool::new(threads), s: Scratch::default() }
+        Runner { model, pool: Pool::new(threads), numerics, s: Scratch::default() }
+    }
+
+    /// The numerics of this runner.
+    pub fn numerics(&self) -> Numerics {
+        self.numerics
+    }
+
+    /// An empty KV cache suited to this runner.
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::with_numerics(&self.model.config, self.numerics)
     }
 
     /// The model.
@@ -127,6 +166,10 @@ impl Runner {
         let kq = quant::selected();
         let ko = ops::selected();
         let t = t_total;
+        if let Some(s) = seqs.iter().find(|s| s.cache.numerics() != self.numerics) {
+            return Err(Error::invalid("forward", format!("a {:?} cache given to a {:?} runner", s.cache.numerics(), self.numerics)));
+        }
+        let nm = self.numerics;
 
         // Embedding.
         let x = grow(&mut self.s.x, t * d);
@@ -155,7 +198,7 @@ impl Runner {
             grow(&mut self.s.v, t * kvd);
             {
                 let Scratch { h, q, k, v, act, .. } = &mut self.s;
-                Self::linears(&self.pool, &model, &h[..t * d], t, act, &mut [
+                Self::linears(&self.pool, nm, &model, &h[..t * d], t, act, &mut [
                     (blk.linear(LinearKind::Q), &mut q[..t * qd]),
                     (blk.linear(LinearKind::K), &mut k[..t * kvd]),
                     (blk.linear(LinearKind::V), &mut v[..t * kvd]),
@@ -168,15 +211,20 @@ impl Runner {
                     ko.rope(&mut q[i * qd..(i + 1) * qd], cfg.n_head, cfg.head_dim, cfg.n_rot, pos, cfg.rope_base, cfg.rope_neox, false);
                     ko.rope(&mut k[i * kvd..(i + 1) * kvd], cfg.n_head_kv, cfg.head_dim, cfg.n_rot, pos, cfg.rope_base, cfg.rope_neox, false);
                 }
-                let k16 = grow(k16, t * kvd);
-                let v16 = grow(v16, t * kvd);
-                ko.f32_to_f16(&k[..t * kvd], k16);
-                ko.f32_to_f16(&v[..t * kvd], v16);
+                if nm == Numerics::Q8 {
+                    let k16 = grow(k16, t * kvd);
+                    let v16 = grow(v16, t * kvd);
+                    ko.f32_to_f16(&k[..t * kvd], k16);
+                    ko.f32_to_f16(&v[..t * kvd], v16);
+                }
                 let mut i0 = 0;
                 for s in seqs.iter_mut() {
-                    let n = s.tokens.len();
-                    s.cache.append(l, &k16[i0 * kvd..(i0 + n) * kvd], &v16[i0 * kvd..(i0 + n) * kvd]);
-                    i0 += n;
+                    let r = i0 * kvd..(i0 + s.tokens.len()) * kvd;
+                    match nm {
+                        Numerics::Q8 => s.cache.append(l, &k16[r.clone()], &v16[r]),
+                        Numerics::F32 => s.cache.append_f32(l, &k[r.clone()], &v[r]),
+                    }
+                    i0 += s.tokens.len();
                 }
             }
             {
@@ -186,7 +234,7 @@ impl Runner {
             }
             {
                 let Scratch { att, h, act, .. } = &mut self.s;
-                Self::linears(&self.pool, &model, &att[..t * qd], t, act, &mut [(blk.linear(LinearKind::O), &mut h[..t * d])])?;
+                Self::linears(&self.pool, nm, &model, &att[..t * qd], t, act, &mut [(blk.linear(LinearKind::O), &mut h[..t * d])])?;
             }
             add_in_place(&mut self.s.x[..t * d], &self.s.h[..t * d]);
 
@@ -201,7 +249,7 @@ impl Runner {
             grow(&mut self.s.up, t * ff);
             {
                 let Scratch { h, gate, up, act, .. } = &mut self.s;
-                Self::linears(&self.pool, &model, &h[..t * d], t, act, &mut [
+                Self::linears(&self.pool, nm, &model, &h[..t * d], t, act, &mut [
                     (blk.linear(LinearKind::Gate), &mut gate[..t * ff]),
                     (blk.linear(LinearKind::Up), &mut up[..t * ff]),
                 ])?;
@@ -209,7 +257,7 @@ impl Runner {
             }
             {
                 let Scratch { gate, h, act, .. } = &mut self.s;
-                Self::linears(&self.pool, &model, &gate[..t * ff], t, act, &mut [(blk.linear(LinearKind::Down), &mut h[..t * d])])?;
+                Self::linears(&self.pool, nm, &model, &gate[..t * ff], t, act, &mut [(blk.linear(LinearKind::Down), &mut h[..t * d])])?;
             }
             add_in_place(&mut self.s.x[..t * d], &self.s.h[..t * d]);
         }
@@ -245,7 +293,7 @@ impl Runner {
         grow(&mut self.s.logits, m * nv);
         {
             let Scratch { h, logits, act, .. } = &mut self.s;
-            Self::linears(&self.pool, &model, &h[..m * d], m, act, &mut [(&model.weights.output, &mut logits[..m * nv])])?;
+            Self::linears(&self.pool, nm, &model, &h[..m * d], m, act, &mut [(&model.weights.output, &mut logits[..m * nv])])?;
         }
         Ok(&self.s.logits[..m * nv])
     }
@@ -253,11 +301,11 @@ impl Runner {
     /// `Y_j = X · W_jᵀ` for each (W_j, Y_j) of `outs`, all reading the same input `x` (`[t, n_in]`):
     /// the input is quantized once per activation format, then one parallel region computes every
     /// product, each thread taking a share of every matrix's rows.
-    fn linears(pool: &Pool, model: &Model, x: &[f32], t: usize, act: &mut Vec<u8>, outs: &mut [(&Linear, &mut [f32])]) -> Result<()> {
+    fn linears(pool: &Pool, nm: Numerics, model: &Model, x: &[f32], t: usize, act: &mut Vec<u8>, outs: &mut [(&Linear, &mut [f32])]) -> Result<()> {
         let n = x.len() / t;
         let kq = quant::selected();
-        let at = outs[0].0.ty.act_type();
-        if outs.iter().any(|(w, y)| w.ty.act_type() != at || w.n_in != n || y.len() != t * w.n_out) {
+        let at = if nm == Numerics::F32 { QuantType::F32 } else { outs[0].0.ty.act_type() };
+        if outs.iter().any(|(w, y)| (nm == Numerics::Q8 && w.ty.act_type() != at) || w.n_in != n || y.len() != t * w.n_out) {
             return Err(Error::invalid("linears", "matrices of one input must share shape and activation format"));
         }
         let arb = at.row_bytes(n).ok_or_else(|| Error::invalid("linears", format!("width {n} is not a multiple of the {at} block")))?;
@@ -295,7 +343,7 @@ impl Runner {
                 // row (disjoint from other threads' columns), the kernel writes y[i*ldy + c] for
                 // i < t and c < r.len(), all inside the buffer; weights and activations are shared reads.
                 unsafe {
-                    kq.gemm_raw(w.ty, n, &wb[r.start * wrb..r.end * wrb], r.len(), xq, t, y.get().add(r.start), w.n_out);
+                    kq.gemm_raw(w.ty, n, &wb[r.start * wrb..r.end * wrb], r.len(), xq, at == QuantType::F32, t, y.get().add(r.start), w.n_out);
                 }
             }
         });
@@ -310,9 +358,10 @@ fn add_in_place(x: &mut [f32], y: &[f32]) {
 }
 
 /// Causal attention of every batch row against its sequence's cache (which already holds the row's
-/// own key and value), as llama.cpp computes it without flash attention: q rounded to f16, scores
-/// `q·k / sqrt(head_dim)` accumulated in f32, softmax in f32, probabilities rounded to f16 before
-/// weighting the f16 values.
+/// own key and value). With an f16 cache (llama.cpp numerics, as llama.cpp computes it without
+/// flash attention): q rounded to f16, scores `q·k / sqrt(head_dim)` accumulated in f32, softmax in
+/// f32, probabilities rounded to f16 before weighting the f16 values. With an f32 cache: all f32.
+#[allow(clippy::too_many_arguments)]
 fn attention(pool: &Pool, ko: &ops::OpKernels, cfg: &super::Config, l: usize, caches: &[&KvCache], rows: &[(usize, usize)], q: &[f32], out: &mut [f32]) {
     let (hd, nh, kvd) = (cfg.head_dim, cfg.n_head, cfg.kv_dim());
     let group = cfg.n_head / cfg.n_head_kv;
@@ -327,24 +376,51 @@ fn attention(pool: &Pool, ko: &ops::OpKernels, cfg: &super::Config, l: usize, ca
         for u in split(units, tid, nth, 1) {
             let (i, h) = (u / nh, u % nh);
             let (si, pos) = rows[i];
-            let keys = caches[si].keys(l);
-            let vals = caches[si].values(l);
             let kvh = h / group;
-            ko.f32_to_f16(&q[i * nh * hd + h * hd..i * nh * hd + (h + 1) * hd], &mut q16);
+            let head = |j: usize| j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd;
+            let qh = &q[i * nh * hd + h * hd..i * nh * hd + (h + 1) * hd];
             let sc = &mut scores[..pos + 1];
-            for (j, s) in sc.iter_mut().enumerate() {
-                let k = &keys[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd];
-                *s = ko.dot_f16(&q16, k) * scale;
-            }
-            ko.softmax(sc);
             acc.fill(0.0);
-            for (j, &p) in sc.iter().enumerate() {
-                let p = f16::from_f32(p).to_f32();
-                ko.axpy_f16(p, &vals[j * kvd + kvh * hd..j * kvd + (kvh + 1) * hd], &mut acc);
+            match (caches[si].keys(l), caches[si].values(l)) {
+                (KvRows::F16(keys), KvRows::F16(vals)) => {
+                    ko.f32_to_f16(qh, &mut q16);
+                    for (j, s) in sc.iter_mut().enumerate() {
+                        *s = ko.dot_f16(&q16, &keys[head(j)]) * scale;
+                    }
+                    ko.softmax(sc);
+                    for (j, &p) in sc.iter().enumerate() {
+                        ko.axpy_f16(f16::from_f32(p).to_f32(), &vals[head(j)], &mut acc);
+                    }
+                }
+                (KvRows::F32(keys), KvRows::F32(vals)) => {
+                    for (j, s) in sc.iter_mut().enumerate() {
+                        *s = dot_f32(qh, &keys[head(j)]) * scale;
+                    }
+                    ko.softmax(sc);
+                    for (j, &p) in sc.iter().enumerate() {
+                        for (a, v) in acc.iter_mut().zip(&vals[head(j)]) {
+                            *a += p * v;
+                        }
+                    }
+                }
+                _ => unreachable!("a cache holds keys and values of one type"),
             }
             // SAFETY: unit u = (row i, head h) is taken by exactly one thread, and writes only
             // out[i*nh*hd + h*hd .. + hd], inside the [rows, nh*hd] buffer.
             unsafe { std::ptr::copy_nonoverlapping(acc.as_ptr(), op.get().add(i * nh * hd + h * hd), hd) };
         }
     });
+}
+
+/// f32 dot product with 8 independent partial sums (vectorised by the compiler).
+fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let mut s = [0f32; 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ac.zip(bc) {
+        for k in 0..8 {
+            s[k] += x[k] * y[k];
+        }
+    }
+    s.iter().sum::<f32>() + tail
 }

@@ -99,7 +99,7 @@ pub fn perplexity(runner: &mut Runner, tokens: &[u32], ctx: usize, mut on_chunk:
     let nv = model.config.n_vocab;
     let bos = if model.tokenizer.add_bos() { model.tokenizer.bos() } else { None };
     let (mut sum, mut sum2, mut count) = (0f64, 0f64, 0usize);
-    let mut cache = KvCache::new(&model.config);
+    let mut cache = runner.new_cache();
     cache.reserve(ctx);
     let mut chunk = vec![0u32; ctx];
     for c in 0..n_chunks {

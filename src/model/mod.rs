@@ -9,7 +9,7 @@ pub mod tokenizer;
 pub mod weights;
 
 pub use config::Config;
-pub use forward::{Logits, Runner, SeqInput};
+pub use forward::{Logits, Numerics, Runner, SeqInput};
 pub use kv_cache::KvCache;
 pub use tokenizer::Tokenizer;
 pub use weights::{Linear, LinearKind, Weights};
