@@ -29,6 +29,17 @@ fn gpl3_perplexity_ctx512_in_reference_band() {
     assert!(r.ppl > lo && r.ppl < hi, "PPL {} outside [{lo}, {hi}]", r.ppl);
 }
 
+/// With fp32 numerics graft reproduces transformers' fp32 figure (18.3001) to its four decimals.
+#[test]
+fn gpl3_perplexity_ctx512_f32_equals_fp32_reference() {
+    let model = common::default_model();
+    let tokens = model.tokenizer.encode(&common::gpl3(), model.tokenizer.add_bos(), false);
+    let mut runner = Runner::with_numerics(model, 0, Numerics::F32);
+    let r = perplexity(&mut runner, &tokens, 512, |_, _, _| {}).unwrap();
+    eprintln!("fp32 PPL = {:.4} +/- {:.5}", r.ppl, r.err);
+    assert!((r.ppl - 18.3001).abs() < 0.0006, "fp32 PPL {} differs from the reference 18.3001", r.ppl);
+}
+
 fn greedy(prompt: &str, n: usize, numerics: Numerics) -> String {
     let model = common::default_model();
     let mut runner = Runner::with_numerics(model.clone(), 0, numerics);
