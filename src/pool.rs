@@ -17,6 +17,9 @@ struct Shared {
     /// The current job, valid while `pending > 0` or the caller is inside `run`.
     job: UnsafeCell<Option<*const Job>>,
     stop: AtomicBool,
+    /// Workers asleep on `wake` (a region start notifies only when some are: notifying costs a
+    /// system call even with no waiter).
+    sleepers: AtomicUsize,
     sleep_lock: Mutex<()>,
     wake: Condvar,
 }
@@ -47,6 +50,7 @@ impl Pool {
             pending: AtomicUsize::new(0),
             job: UnsafeCell::new(None),
             stop: AtomicBool::new(false),
+            sleepers: AtomicUsize::new(0),
             sleep_lock: Mutex::new(()),
             wake: Condvar::new(),
         });
@@ -84,8 +88,8 @@ impl Pool {
         // SAFETY: we hold run_lock, and no worker reads `job` between generations (pending == 0).
         unsafe { *self.shared.job.get() = Some(job) };
         self.shared.pending.store(self.n - 1, Ordering::Relaxed);
-        self.shared.generation.fetch_add(1, Ordering::Release);
-        {
+        self.shared.generation.fetch_add(1, Ordering::SeqCst);
+        if self.shared.sleepers.load(Ordering::SeqCst) > 0 {
             let _l = self.shared.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());
             self.shared.wake.notify_all();
         }
@@ -109,9 +113,15 @@ fn worker(s: Arc<Shared>, tid: usize, n: usize) {
             spins += 1;
             if spins % 1024 == 0 && start.elapsed() > SPIN {
                 let guard = s.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());
-                if s.generation.load(Ordering::Acquire) == seen && !s.stop.load(Ordering::Relaxed) {
+                // Announce the sleep before re-checking: a caller that publishes after this check
+                // sees sleepers > 0 and notifies under the lock we hold until wait releases it.
+                s.sleepers.fetch_add(1, Ordering::SeqCst);
+                if s.generation.load(Ordering::SeqCst) == seen && !s.stop.load(Ordering::Relaxed) {
                     let _ = s.wake.wait_timeout(guard, Duration::from_millis(100));
+                } else {
+                    drop(guard);
                 }
+                s.sleepers.fetch_sub(1, Ordering::SeqCst);
             } else {
                 std::hint::spin_loop();
             }
