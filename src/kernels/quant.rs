@@ -106,8 +106,9 @@ const AVX2: QuantKernels = x86_table!(Isa::Avx2, graft_quantize_row_q8_0_avx2, g
     (7, graft_gemm_q8_0_q8_0_avx2, graft_gemm_q8_0_f32_avx2, graft_gemm_dx_q8_0_ref),
 ]);
 
+/// No AVX-512 quantized kernels yet: AVX-512 CPUs run the AVX2 ones (they all have AVX2).
 #[cfg(target_arch = "x86_64")]
-const AVX512: QuantKernels = AVX2;
+const AVX512: QuantKernels = QuantKernels { isa: Isa::Avx512, ..AVX2 };
 
 static REF_S: QuantKernels = REF;
 #[cfg(target_arch = "x86_64")]

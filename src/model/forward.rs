@@ -372,6 +372,7 @@ fn attention(pool: &Pool, ko: &ops::OpKernels, cfg: &super::Config, l: usize, ca
     pool.run(|tid, nth| {
         let mut scores = vec![0f32; max_pos];
         let mut q16 = vec![f16::ZERO; hd];
+        let mut p16 = vec![f16::ZERO; max_pos];
         let mut acc = vec![0f32; hd];
         for u in split(units, tid, nth, 1) {
             let (i, h) = (u / nh, u % nh);
@@ -388,8 +389,12 @@ fn attention(pool: &Pool, ko: &ops::OpKernels, cfg: &super::Config, l: usize, ca
                         *s = ko.dot_f16(&q16, &keys[head(j)]) * scale;
                     }
                     ko.softmax(sc);
+                    // Attention weights rounded to f16, as llama.cpp's f16 product rounds them.
+                    let p16 = &mut p16[..sc.len()];
+                    ko.f32_to_f16(sc, p16);
+                    ko.f16_to_f32(p16, sc);
                     for (j, &p) in sc.iter().enumerate() {
-                        ko.axpy_f16(f16::from_f32(p).to_f32(), &vals[head(j)], &mut acc);
+                        ko.axpy_f16(p, &vals[head(j)], &mut acc);
                     }
                 }
                 (KvRows::F32(keys), KvRows::F32(vals)) => {
