@@ -231,3 +231,181 @@ GEMM_F32_AVX2(graft_gemm_q4_0_f32_avx2, graft_block_q4_0, LOAD_Q4_0, D16, ZERO)
 GEMM_F32_AVX2(graft_gemm_q5_0_f32_avx2, graft_block_q5_0, LOAD_Q5_0, D16, ZERO)
 GEMM_F32_AVX2(graft_gemm_q5_1_f32_avx2, graft_block_q5_1, LOAD_Q5_1, D16, M16)
 GEMM_F32_AVX2(graft_gemm_q8_0_f32_avx2, graft_block_q8_0, LOAD_Q8_0, D16, ZERO)
+
+/* ---------------------------------------------------------------- dense weights (f32 activations) */
+
+static inline __m256 load8_f32(const void *p) { return _mm256_loadu_ps((const float *)p); }
+static inline __m256 load8_f16(const void *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
+static inline __m256 load8_bf16(const void *p) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+}
+static inline float tail_f32(const void *p, int64_t k) { return ((const float *)p)[k]; }
+static inline float tail_f16(const void *p, int64_t k) { return _cvtsh_ss(((const graft_f16 *)p)[k]); }
+static inline float tail_bf16(const void *p, int64_t k) { return graft_bf2f(((const graft_bf16 *)p)[k]); }
+
+/* Dense rows against up to TILE activation rows at once; the tail of n (not a multiple of 8) in scalar. */
+#define GEMM_DENSE_AVX2(NAME, LOAD8, TAIL, ESZ)                                                                 \
+    void NAME(int64_t n, const void *w, size_t w_stride, int64_t nrows, const void *x, size_t x_stride,  \
+              int64_t m, float *y, int64_t ldy) {                                                        \
+        const int64_t n8 = n - n % 8;                                                                    \
+        for (int64_t r = 0; r < nrows; r++) {                                                            \
+            const char *wr = (const char *)w + r * w_stride;                                             \
+            for (int64_t i0 = 0; i0 < m; i0 += TILE) {                                                   \
+                const int64_t t = m - i0 < TILE ? m - i0 : TILE;                                         \
+                const float *xs[TILE];                                                                   \
+                __m256 acc[TILE];                                                                        \
+                for (int64_t j = 0; j < TILE; j++) {                                                     \
+                    xs[j] = (const float *)((const char *)x + (i0 + (j < t ? j : 0)) * x_stride);       \
+                    acc[j] = _mm256_setzero_ps();                                                        \
+                }                                                                                        \
+                for (int64_t k = 0; k < n8; k += 8) {                                                    \
+                    const __m256 wv = LOAD8(wr + k * (ESZ));                                               \
+                    for (int64_t j = 0; j < TILE; j++) acc[j] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(xs[j] + k), acc[j]); \
+                }                                                                                        \
+                for (int64_t j = 0; j < t; j++) {                                                        \
+                    float s = hsum_ps(acc[j]);                                                           \
+                    for (int64_t k = n8; k < n; k++) s += TAIL(wr, k) * xs[j][k];                        \
+                    y[(i0 + j) * ldy + r] = s;                                                           \
+                }                                                                                        \
+            }                                                                                            \
+        }                                                                                                \
+    }
+
+GEMM_DENSE_AVX2(graft_gemm_f32_f32_avx2, load8_f32, tail_f32, 4)
+GEMM_DENSE_AVX2(graft_gemm_f16_f32_avx2, load8_f16, tail_f16, 2)
+GEMM_DENSE_AVX2(graft_gemm_bf16_f32_avx2, load8_bf16, tail_bf16, 2)
+
+/* ---------------------------------------------------------------- dX += dY·W */
+
+/* One weight block (or 256-element chunk of a dense row) is dequantized with the reference (exact
+ * arithmetic, so identical values) and added, scaled by dY, into every row of dX with FMAs. */
+static inline void axpy_avx2(float a, const float *x, float *y, int64_t n) {
+    const __m256 va = _mm256_set1_ps(a);
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8) _mm256_storeu_ps(y + k, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + k), _mm256_loadu_ps(y + k)));
+    for (; k < n; k++) y[k] += a * x[k];
+}
+
+#define GEMM_DX_AVX2(wfmt, bs, ts)                                                                       \
+    void graft_gemm_dx_##wfmt##_avx2(int64_t n, const void *w, size_t w_stride, int64_t nrows,          \
+                                     const float *dy, int64_t lddy, int64_t m, float *dx, int64_t lddx) { \
+        float buf[256];                                                                                  \
+        for (int64_t r = 0; r < nrows; r++) {                                                            \
+            const char *row = (const char *)w + r * w_stride;                                           \
+            for (int64_t k0 = 0; k0 < n; k0 += (bs)) {                                                   \
+                const int64_t len = n - k0 < (bs) ? n - k0 : (bs);                                       \
+                graft_dequantize_row_##wfmt##_ref(row + (k0 / (bs)) * (ts), buf, len);                   \
+                for (int64_t i = 0; i < m; i++) axpy_avx2(dy[i * lddy + r], buf, dx + i * lddx + k0, len); \
+            }                                                                                            \
+        }                                                                                                \
+    }
+
+/* Dense rows are taken in 256-element chunks (ts = the chunk's bytes). */
+GEMM_DX_AVX2(f32, 256, 1024)
+GEMM_DX_AVX2(f16, 256, 512)
+GEMM_DX_AVX2(bf16, 256, 512)
+GEMM_DX_AVX2(q4_0, 32, sizeof(graft_block_q4_0))
+GEMM_DX_AVX2(q4_1, 32, sizeof(graft_block_q4_1))
+GEMM_DX_AVX2(q5_0, 32, sizeof(graft_block_q5_0))
+GEMM_DX_AVX2(q5_1, 32, sizeof(graft_block_q5_1))
+GEMM_DX_AVX2(q8_0, 32, sizeof(graft_block_q8_0))
+GEMM_DX_AVX2(q4_K, 256, sizeof(graft_block_q4_K))
+GEMM_DX_AVX2(q5_K, 256, sizeof(graft_block_q5_K))
+GEMM_DX_AVX2(q6_K, 256, sizeof(graft_block_q6_K))
+
+/* ---------------------------------------------------------------- K-quants x Q8_K */
+
+/* Integer sums over a whole 256-element super-block (sub-block scales applied with madd in int32),
+ * one float FMA per super-block; the min / offset term from the activation's 16-element sums. */
+static inline int32_t hsum_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return _mm_cvtsi128_si32(s);
+}
+
+static inline float dot_q4_K_block(const graft_block_q4_K *w, const graft_block_q8_K *x) {
+    uint8_t sc[8], mn[8];
+    for (int j = 0; j < 8; j++) graft_scale_min_k4(j, w->scales, &sc[j], &mn[j]);
+    int summ = 0;
+    for (int j = 0; j < 8; j++) summ += mn[j] * (x->bsums[2 * j] + x->bsums[2 * j + 1]);
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256i sumi = _mm256_setzero_si256();
+    for (int c = 0; c < 4; c++) {
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * c));
+        const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+        const __m256i xl = _mm256_loadu_si256((const __m256i *)(x->qs + 64 * c));
+        const __m256i xh = _mm256_loadu_si256((const __m256i *)(x->qs + 64 * c + 32));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(lo, xl), _mm256_set1_epi16(sc[2 * c])));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(hi, xh), _mm256_set1_epi16(sc[2 * c + 1])));
+    }
+    return h2f(w->d) * x->d * (float)hsum_epi32(sumi) - h2f(w->dmin) * x->d * (float)summ;
+}
+
+static inline float dot_q5_K_block(const graft_block_q5_K *w, const graft_block_q8_K *x) {
+    uint8_t sc[8], mn[8];
+    for (int j = 0; j < 8; j++) graft_scale_min_k4(j, w->scales, &sc[j], &mn[j]);
+    int summ = 0;
+    for (int j = 0; j < 8; j++) summ += mn[j] * (x->bsums[2 * j] + x->bsums[2 * j + 1]);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    const __m256i qh = _mm256_loadu_si256((const __m256i *)w->qh);
+    __m256i sumi = _mm256_setzero_si256();
+    for (int c = 0; c < 4; c++) {
+        const __m256i q = _mm256_loadu_si256((const __m256i *)(w->qs + 32 * c));
+        const __m256i hl = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one), 4);
+        const __m256i hh = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one), 4);
+        const __m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4), hl);
+        const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), hh);
+        const __m256i xl = _mm256_loadu_si256((const __m256i *)(x->qs + 64 * c));
+        const __m256i xh = _mm256_loadu_si256((const __m256i *)(x->qs + 64 * c + 32));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(lo, xl), _mm256_set1_epi16(sc[2 * c])));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(hi, xh), _mm256_set1_epi16(sc[2 * c + 1])));
+    }
+    return h2f(w->d) * x->d * (float)hsum_epi32(sumi) - h2f(w->dmin) * x->d * (float)summ;
+}
+
+static inline __m256i scale_pair(int8_t a, int8_t b) {
+    return _mm256_set_m128i(_mm_set1_epi16(b), _mm_set1_epi16(a));
+}
+
+static inline float dot_q6_K_block(const graft_block_q6_K *w, const graft_block_q8_K *x) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
+    __m256i sumi = _mm256_setzero_si256();
+    int corr = 0; /* sum of sc * bsum: the quants are stored +32 */
+    for (int s = 0; s < 16; s++) corr += w->scales[s] * x->bsums[s];
+    for (int h = 0; h < 2; h++) {
+        const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(w->ql + 64 * h));
+        const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(w->ql + 64 * h + 32));
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)(w->qh + 32 * h));
+        const __m256i q1 = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4));
+        const __m256i q2 = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4));
+        const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4));
+        const __m256i q4 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4));
+        const int8_t *sc = w->scales + 8 * h;
+        const int8_t *xq = x->qs + 128 * h;
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q1, _mm256_loadu_si256((const __m256i *)(xq + 0))), scale_pair(sc[0], sc[1])));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q2, _mm256_loadu_si256((const __m256i *)(xq + 32))), scale_pair(sc[2], sc[3])));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q3, _mm256_loadu_si256((const __m256i *)(xq + 64))), scale_pair(sc[4], sc[5])));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(q4, _mm256_loadu_si256((const __m256i *)(xq + 96))), scale_pair(sc[6], sc[7])));
+    }
+    return h2f(w->d) * x->d * (float)(hsum_epi32(sumi) - 32 * corr);
+}
+
+#define GEMM_K_AVX2(NAME, WBLOCK, DOTB)                                                                  \
+    void NAME(int64_t n, const void *w, size_t w_stride, int64_t nrows, const void *x, size_t x_stride,  \
+              int64_t m, float *y, int64_t ldy) {                                                        \
+        const int64_t nb = n / GRAFT_QK_K;                                                               \
+        for (int64_t i = 0; i < m; i++) {                                                                \
+            const graft_block_q8_K *xi = (const graft_block_q8_K *)((const char *)x + i * x_stride);     \
+            for (int64_t r = 0; r < nrows; r++) {                                                        \
+                const WBLOCK *wr = (const WBLOCK *)((const char *)w + r * w_stride);                     \
+                float s = 0;                                                                             \
+                for (int64_t b = 0; b < nb; b++) s += DOTB(wr + b, xi + b);                              \
+                y[i * ldy + r] = s;                                                                      \
+            }                                                                                            \
+        }                                                                                                \
+    }
+
+GEMM_K_AVX2(graft_gemm_q4_K_q8_K_avx2, graft_block_q4_K, dot_q4_K_block)
+GEMM_K_AVX2(graft_gemm_q5_K_q8_K_avx2, graft_block_q5_K, dot_q5_K_block)
+GEMM_K_AVX2(graft_gemm_q6_K_q8_K_avx2, graft_block_q6_K, dot_q6_K_block)

@@ -99,11 +99,17 @@ macro_rules! x86_table {
 
 #[cfg(target_arch = "x86_64")]
 const AVX2: QuantKernels = x86_table!(Isa::Avx2, graft_quantize_row_q8_0_avx2, graft_quantize_row_q8_1_avx2, graft_quantize_row_q8_K_ref, [
-    (3, graft_gemm_q4_0_q8_0_avx2, graft_gemm_q4_0_f32_avx2, graft_gemm_dx_q4_0_ref),
-    (4, graft_gemm_q4_1_q8_1_avx2, graft_gemm_q4_1_f32_avx2, graft_gemm_dx_q4_1_ref),
-    (5, graft_gemm_q5_0_q8_0_avx2, graft_gemm_q5_0_f32_avx2, graft_gemm_dx_q5_0_ref),
-    (6, graft_gemm_q5_1_q8_1_avx2, graft_gemm_q5_1_f32_avx2, graft_gemm_dx_q5_1_ref),
-    (7, graft_gemm_q8_0_q8_0_avx2, graft_gemm_q8_0_f32_avx2, graft_gemm_dx_q8_0_ref),
+    (0, graft_gemm_f32_f32_avx2, graft_gemm_f32_f32_avx2, graft_gemm_dx_f32_avx2),
+    (1, graft_gemm_f16_f32_avx2, graft_gemm_f16_f32_avx2, graft_gemm_dx_f16_avx2),
+    (2, graft_gemm_bf16_f32_avx2, graft_gemm_bf16_f32_avx2, graft_gemm_dx_bf16_avx2),
+    (3, graft_gemm_q4_0_q8_0_avx2, graft_gemm_q4_0_f32_avx2, graft_gemm_dx_q4_0_avx2),
+    (4, graft_gemm_q4_1_q8_1_avx2, graft_gemm_q4_1_f32_avx2, graft_gemm_dx_q4_1_avx2),
+    (5, graft_gemm_q5_0_q8_0_avx2, graft_gemm_q5_0_f32_avx2, graft_gemm_dx_q5_0_avx2),
+    (6, graft_gemm_q5_1_q8_1_avx2, graft_gemm_q5_1_f32_avx2, graft_gemm_dx_q5_1_avx2),
+    (7, graft_gemm_q8_0_q8_0_avx2, graft_gemm_q8_0_f32_avx2, graft_gemm_dx_q8_0_avx2),
+    (8, graft_gemm_q4_K_q8_K_avx2, graft_gemm_q4_K_f32_ref, graft_gemm_dx_q4_K_avx2),
+    (9, graft_gemm_q5_K_q8_K_avx2, graft_gemm_q5_K_f32_ref, graft_gemm_dx_q5_K_avx2),
+    (10, graft_gemm_q6_K_q8_K_avx2, graft_gemm_q6_K_f32_ref, graft_gemm_dx_q6_K_avx2),
 ]);
 
 /// No AVX-512 quantized kernels yet: AVX-512 CPUs run the AVX2 ones (they all have AVX2).
