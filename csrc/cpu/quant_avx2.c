@@ -106,8 +106,7 @@ void graft_quantize_row_q8_1_avx2(const float *x, void *vy, int64_t n) {
         const int64_t nb = n / 32;                                                                       \
         for (int64_t r = 0; r < nrows; r++) {                                                            \
             const WBLOCK *wr = (const WBLOCK *)((const char *)w + r * w_stride);                         \
-            int64_t i = 0;                                                                               \
-            for (; i + TILE <= m; i += TILE) {                                                           \
+            for (int64_t i = 0; i + TILE <= m; i += TILE) {                                              \
                 const XBLOCK *x0 = (const XBLOCK *)((const char *)x + (i + 0) * x_stride);               \
                 const XBLOCK *x1 = (const XBLOCK *)((const char *)x + (i + 1) * x_stride);               \
                 const XBLOCK *x2 = (const XBLOCK *)((const char *)x + (i + 2) * x_stride);               \
@@ -135,18 +134,47 @@ void graft_quantize_row_q8_1_avx2(const float *x, void *vy, int64_t n) {
                 y[(i + 2) * ldy + r] = hsum_ps(a2) + m2;                                                 \
                 y[(i + 3) * ldy + r] = hsum_ps(a3) + m3;                                                 \
             }                                                                                            \
-            for (; i < m; i++) {                                                                         \
-                const XBLOCK *x0 = (const XBLOCK *)((const char *)x + i * x_stride);                     \
+        }                                                                                                \
+        /* Rows of X not covered by tiles (decode: the only one): the activation scales are converted \
+         * once into floats; per weight block one 32-bit load gives (d, m), one multiply gives both   \
+         * d*dx and m*sx. The per-pair operation sequence (and so every result) is the tiles' one. */ \
+        const int64_t mt = m - m % TILE;                                                                 \
+        float xsc[2 * 1024];                                                                             \
+        for (int64_t i = mt; i < m; i++) {                                                               \
+            const XBLOCK *x0 = (const XBLOCK *)((const char *)x + i * x_stride);                         \
+            if (nb > 1024) {                                                                             \
+                for (int64_t r = 0; r < nrows; r++) {                                                    \
+                    const WBLOCK *wr = (const WBLOCK *)((const char *)w + r * w_stride);                 \
+                    __m256 a0 = _mm256_setzero_ps();                                                     \
+                    float m0 = 0;                                                                        \
+                    for (int64_t b = 0; b < nb; b++) {                                                   \
+                        const WBLOCK *wb = wr + b;                                                       \
+                        LOAD_W;                                                                          \
+                        a0 = _mm256_fmadd_ps(DOT(x0 + b), _mm256_set1_ps(WSCALE(wb) * XSCALE(x0 + b)), a0); \
+                        if (HAS_MIN) m0 += WMIN(wb) * XSUM(x0 + b);                                      \
+                    }                                                                                    \
+                    y[i * ldy + r] = hsum_ps(a0) + m0;                                                   \
+                }                                                                                        \
+                continue;                                                                                \
+            }                                                                                            \
+            for (int64_t b = 0; b < nb; b++) {                                                           \
+                xsc[2 * b] = XSCALE(x0 + b);                                                             \
+                xsc[2 * b + 1] = HAS_MIN ? XSUM(x0 + b) : 0.0f;                                          \
+            }                                                                                            \
+            for (int64_t r = 0; r < nrows; r++) {                                                        \
+                const WBLOCK *wr = (const WBLOCK *)((const char *)w + r * w_stride);                     \
                 __m256 a0 = _mm256_setzero_ps();                                                         \
-                float m0 = 0;                                                                            \
+                __m128 mm = _mm_setzero_ps();                                                            \
                 for (int64_t b = 0; b < nb; b++) {                                                       \
                     const WBLOCK *wb = wr + b;                                                           \
                     LOAD_W;                                                                              \
-                    const float dw = WSCALE(wb);                                                         \
-                    a0 = _mm256_fmadd_ps(DOT(x0 + b), _mm256_set1_ps(dw * XSCALE(x0 + b)), a0);          \
-                    if (HAS_MIN) m0 += WMIN(wb) * XSUM(x0 + b);                                          \
+                    /* lanes: (dw, mw) * (dx, sx); mw is garbage for formats without a min: unused. */  \
+                    const __m128 sc = _mm_mul_ps(_mm_cvtph_ps(_mm_loadu_si32(wb)),                       \
+                                                 _mm_castpd_ps(_mm_load_sd((const double *)(xsc + 2 * b)))); \
+                    a0 = _mm256_fmadd_ps(DOT(x0 + b), _mm256_broadcastss_ps(sc), a0);                   \
+                    if (HAS_MIN) mm = _mm_add_ps(mm, sc);                                                \
                 }                                                                                        \
-                y[i * ldy + r] = hsum_ps(a0) + m0;                                                       \
+                y[i * ldy + r] = hsum_ps(a0) + (HAS_MIN ? _mm_cvtss_f32(_mm_movehdup_ps(mm)) : 0.0f);   \
             }                                                                                            \
         }                                                                                                \
     }
