@@ -100,67 +100,95 @@ void graft_quantize_row_q8_1_avx2(const float *x, void *vy, int64_t n) {
  * its scale, and MIN_TERM the per-block additive term (0 for symmetric formats). */
 #define TILE 4
 
-#define GEMM_AVX2(NAME, WBLOCK, XBLOCK, LOAD_W, DOT, WSCALE, XSCALE, HAS_MIN, WMIN, XSUM)                 \
+/* Scales of one weight block against one activation block: lanes (dw, mw) * (dx, sx). Lane 1 is
+ * garbage for formats without a min (never read then). */
+static inline __m128 pair_scales(const void *wb, const float *xs) {
+    return _mm_mul_ps(_mm_cvtph_ps(_mm_loadu_si32(wb)), _mm_castpd_ps(_mm_load_sd((const double *)xs)));
+}
+
+/* Most blocks per row for which activation scales are converted up front (n <= 32768); longer rows
+ * take the plain path (same arithmetic, scales converted per use). */
+#define MAX_NB 1024
+
+#define GEMM_AVX2(NAME, WBLOCK, XBLOCK, LOAD_W, DOT, XSCALE, HAS_MIN, XSUM)                              \
+    static void NAME##_plain(int64_t nb, const void *w, size_t w_stride, int64_t nrows, const XBLOCK *x0, \
+                             float *y, int64_t ldy_unused) {                                             \
+        (void)ldy_unused;                                                                                \
+        for (int64_t r = 0; r < nrows; r++) {                                                            \
+            const WBLOCK *wr = (const WBLOCK *)((const char *)w + r * w_stride);                         \
+            __m256 a0 = _mm256_setzero_ps();                                                             \
+            __m128 mm = _mm_setzero_ps();                                                                \
+            for (int64_t b = 0; b < nb; b++) {                                                           \
+                const WBLOCK *wb = wr + b;                                                               \
+                LOAD_W;                                                                                  \
+                const float xs[2] = {XSCALE(x0 + b), HAS_MIN ? XSUM(x0 + b) : 0.0f};                     \
+                const __m128 sc = pair_scales(wb, xs);                                                   \
+                a0 = _mm256_fmadd_ps(DOT(x0 + b), _mm256_broadcastss_ps(sc), a0);                       \
+                if (HAS_MIN) mm = _mm_add_ps(mm, sc);                                                    \
+            }                                                                                            \
+            y[r] = hsum_ps(a0) + (HAS_MIN ? _mm_cvtss_f32(_mm_movehdup_ps(mm)) : 0.0f);                 \
+        }                                                                                                \
+    }                                                                                                    \
     void NAME(int64_t n, const void *w, size_t w_stride, int64_t nrows, const void *x, size_t x_stride,  \
               int64_t m, float *y, int64_t ldy) {                                                        \
         const int64_t nb = n / 32;                                                                       \
-        for (int64_t r = 0; r < nrows; r++) {                                                            \
-            const WBLOCK *wr = (const WBLOCK *)((const char *)w + r * w_stride);                         \
-            for (int64_t i = 0; i + TILE <= m; i += TILE) {                                              \
-                const XBLOCK *x0 = (const XBLOCK *)((const char *)x + (i + 0) * x_stride);               \
-                const XBLOCK *x1 = (const XBLOCK *)((const char *)x + (i + 1) * x_stride);               \
-                const XBLOCK *x2 = (const XBLOCK *)((const char *)x + (i + 2) * x_stride);               \
-                const XBLOCK *x3 = (const XBLOCK *)((const char *)x + (i + 3) * x_stride);               \
+        const int64_t mt = m - m % TILE;                                                                 \
+        float xsc[TILE][2 * MAX_NB];                                                                     \
+        if (nb > MAX_NB) {                                                                               \
+            float *col = y;                                                                              \
+            for (int64_t i = 0; i < m; i++) {                                                            \
+                /* rows of y are ldy apart: compute into y row i directly */                             \
+                col = y + i * ldy;                                                                       \
+                NAME##_plain(nb, w, w_stride, nrows, (const XBLOCK *)((const char *)x + i * x_stride), col, ldy); \
+            }                                                                                            \
+            return;                                                                                      \
+        }                                                                                                \
+        /* Prefill: TILE activation rows against each weight row; each unpacked weight block is used \
+         * TILE times. */                                                                                \
+        for (int64_t i = 0; i < mt; i += TILE) {                                                         \
+            const XBLOCK *xr[TILE];                                                                      \
+            for (int c = 0; c < TILE; c++) {                                                             \
+                xr[c] = (const XBLOCK *)((const char *)x + (i + c) * x_stride);                          \
+                for (int64_t b = 0; b < nb; b++) {                                                       \
+                    xsc[c][2 * b] = XSCALE(xr[c] + b);                                                   \
+                    xsc[c][2 * b + 1] = HAS_MIN ? XSUM(xr[c] + b) : 0.0f;                                \
+                }                                                                                        \
+            }                                                                                            \
+            for (int64_t r = 0; r < nrows; r++) {                                                        \
+                const WBLOCK *wr = (const WBLOCK *)((const char *)w + r * w_stride);                     \
                 __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                              \
-                float m0 = 0, m1 = 0, m2 = 0, m3 = 0;                                                    \
+                __m128 m0 = _mm_setzero_ps(), m1 = m0, m2 = m0, m3 = m0;                                 \
                 for (int64_t b = 0; b < nb; b++) {                                                       \
                     const WBLOCK *wb = wr + b;                                                           \
                     LOAD_W;                                                                              \
-                    const float dw = WSCALE(wb);                                                         \
-                    a0 = _mm256_fmadd_ps(DOT(x0 + b), _mm256_set1_ps(dw * XSCALE(x0 + b)), a0);          \
-                    a1 = _mm256_fmadd_ps(DOT(x1 + b), _mm256_set1_ps(dw * XSCALE(x1 + b)), a1);          \
-                    a2 = _mm256_fmadd_ps(DOT(x2 + b), _mm256_set1_ps(dw * XSCALE(x2 + b)), a2);          \
-                    a3 = _mm256_fmadd_ps(DOT(x3 + b), _mm256_set1_ps(dw * XSCALE(x3 + b)), a3);          \
+                    const __m128 s0 = pair_scales(wb, xsc[0] + 2 * b), s1 = pair_scales(wb, xsc[1] + 2 * b); \
+                    const __m128 s2 = pair_scales(wb, xsc[2] + 2 * b), s3 = pair_scales(wb, xsc[3] + 2 * b); \
+                    a0 = _mm256_fmadd_ps(DOT(xr[0] + b), _mm256_broadcastss_ps(s0), a0);                \
+                    a1 = _mm256_fmadd_ps(DOT(xr[1] + b), _mm256_broadcastss_ps(s1), a1);                \
+                    a2 = _mm256_fmadd_ps(DOT(xr[2] + b), _mm256_broadcastss_ps(s2), a2);                \
+                    a3 = _mm256_fmadd_ps(DOT(xr[3] + b), _mm256_broadcastss_ps(s3), a3);                \
                     if (HAS_MIN) {                                                                       \
-                        const float mw = WMIN(wb);                                                       \
-                        m0 += mw * XSUM(x0 + b);                                                         \
-                        m1 += mw * XSUM(x1 + b);                                                         \
-                        m2 += mw * XSUM(x2 + b);                                                         \
-                        m3 += mw * XSUM(x3 + b);                                                         \
+                        m0 = _mm_add_ps(m0, s0);                                                         \
+                        m1 = _mm_add_ps(m1, s1);                                                         \
+                        m2 = _mm_add_ps(m2, s2);                                                         \
+                        m3 = _mm_add_ps(m3, s3);                                                         \
                     }                                                                                    \
                 }                                                                                        \
-                y[(i + 0) * ldy + r] = hsum_ps(a0) + m0;                                                 \
-                y[(i + 1) * ldy + r] = hsum_ps(a1) + m1;                                                 \
-                y[(i + 2) * ldy + r] = hsum_ps(a2) + m2;                                                 \
-                y[(i + 3) * ldy + r] = hsum_ps(a3) + m3;                                                 \
+                y[(i + 0) * ldy + r] = hsum_ps(a0) + (HAS_MIN ? _mm_cvtss_f32(_mm_movehdup_ps(m0)) : 0.0f); \
+                y[(i + 1) * ldy + r] = hsum_ps(a1) + (HAS_MIN ? _mm_cvtss_f32(_mm_movehdup_ps(m1)) : 0.0f); \
+                y[(i + 2) * ldy + r] = hsum_ps(a2) + (HAS_MIN ? _mm_cvtss_f32(_mm_movehdup_ps(m2)) : 0.0f); \
+                y[(i + 3) * ldy + r] = hsum_ps(a3) + (HAS_MIN ? _mm_cvtss_f32(_mm_movehdup_ps(m3)) : 0.0f); \
             }                                                                                            \
         }                                                                                                \
-        /* Rows of X not covered by tiles (decode: the only one): the activation scales are converted \
-         * once into floats; per weight block one 32-bit load gives (d, m), one multiply gives both   \
-         * d*dx and m*sx. The per-pair operation sequence (and so every result) is the tiles' one. */ \
-        const int64_t mt = m - m % TILE;                                                                 \
-        float xsc[2 * 1024];                                                                             \
+        /* Rows left over (decode: the only one): one activation row against every weight row, with   \
+         * the same per-pair arithmetic as the tiles, so a row's result does not depend on its batch. */ \
         for (int64_t i = mt; i < m; i++) {                                                               \
             const XBLOCK *x0 = (const XBLOCK *)((const char *)x + i * x_stride);                         \
-            if (nb > 1024) {                                                                             \
-                for (int64_t r = 0; r < nrows; r++) {                                                    \
-                    const WBLOCK *wr = (const WBLOCK *)((const char *)w + r * w_stride);                 \
-                    __m256 a0 = _mm256_setzero_ps();                                                     \
-                    float m0 = 0;                                                                        \
-                    for (int64_t b = 0; b < nb; b++) {                                                   \
-                        const WBLOCK *wb = wr + b;                                                       \
-                        LOAD_W;                                                                          \
-                        a0 = _mm256_fmadd_ps(DOT(x0 + b), _mm256_set1_ps(WSCALE(wb) * XSCALE(x0 + b)), a0); \
-                        if (HAS_MIN) m0 += WMIN(wb) * XSUM(x0 + b);                                      \
-                    }                                                                                    \
-                    y[i * ldy + r] = hsum_ps(a0) + m0;                                                   \
-                }                                                                                        \
-                continue;                                                                                \
-            }                                                                                            \
             for (int64_t b = 0; b < nb; b++) {                                                           \
-                xsc[2 * b] = XSCALE(x0 + b);                                                             \
-                xsc[2 * b + 1] = HAS_MIN ? XSUM(x0 + b) : 0.0f;                                          \
+                xsc[0][2 * b] = XSCALE(x0 + b);                                                          \
+                xsc[0][2 * b + 1] = HAS_MIN ? XSUM(x0 + b) : 0.0f;                                       \
             }                                                                                            \
+            float *yi = y + i * ldy;                                                                     \
             for (int64_t r = 0; r < nrows; r++) {                                                        \
                 const WBLOCK *wr = (const WBLOCK *)((const char *)w + r * w_stride);                     \
                 __m256 a0 = _mm256_setzero_ps();                                                         \
@@ -168,13 +196,11 @@ void graft_quantize_row_q8_1_avx2(const float *x, void *vy, int64_t n) {
                 for (int64_t b = 0; b < nb; b++) {                                                       \
                     const WBLOCK *wb = wr + b;                                                           \
                     LOAD_W;                                                                              \
-                    /* lanes: (dw, mw) * (dx, sx); mw is garbage for formats without a min: unused. */  \
-                    const __m128 sc = _mm_mul_ps(_mm_cvtph_ps(_mm_loadu_si32(wb)),                       \
-                                                 _mm_castpd_ps(_mm_load_sd((const double *)(xsc + 2 * b)))); \
+                    const __m128 sc = pair_scales(wb, xsc[0] + 2 * b);                                   \
                     a0 = _mm256_fmadd_ps(DOT(x0 + b), _mm256_broadcastss_ps(sc), a0);                   \
                     if (HAS_MIN) mm = _mm_add_ps(mm, sc);                                                \
                 }                                                                                        \
-                y[i * ldy + r] = hsum_ps(a0) + (HAS_MIN ? _mm_cvtss_f32(_mm_movehdup_ps(mm)) : 0.0f);   \
+                yi[r] = hsum_ps(a0) + (HAS_MIN ? _mm_cvtss_f32(_mm_movehdup_ps(mm)) : 0.0f);            \
             }                                                                                            \
         }                                                                                                \
     }
@@ -188,16 +214,16 @@ void graft_quantize_row_q8_1_avx2(const float *x, void *vy, int64_t n) {
 /* Q4_1 x Q8_1: unsigned nibbles times signed activations, plus m * s. */
 #define LOAD_Q4_1 const __m256i wq = unpack_nibbles(wb->qs)
 #define DOT_Q4_1(xb) dot_u8s8(wq, LOADX(xb))
-GEMM_AVX2(graft_gemm_q4_1_q8_1_avx2, graft_block_q4_1, graft_block_q8_1, LOAD_Q4_1, DOT_Q4_1, D16, D16, 1, M16, S16)
+GEMM_AVX2(graft_gemm_q4_1_q8_1_avx2, graft_block_q4_1, graft_block_q8_1, LOAD_Q4_1, DOT_Q4_1, D16, 1, S16)
 
 /* Q4_0 x Q8_0: nibbles - 8, signed times signed. */
 #define LOAD_Q4_0 const __m256i wq = _mm256_sub_epi8(unpack_nibbles(wb->qs), _mm256_set1_epi8(8))
 #define DOT_S8(xb) dot_s8s8(wq, LOADX(xb))
-GEMM_AVX2(graft_gemm_q4_0_q8_0_avx2, graft_block_q4_0, graft_block_q8_0, LOAD_Q4_0, DOT_S8, D16, D16, 0, ZERO, ZERO)
+GEMM_AVX2(graft_gemm_q4_0_q8_0_avx2, graft_block_q4_0, graft_block_q8_0, LOAD_Q4_0, DOT_S8, D16, 0, ZERO)
 
 /* Q8_0 x Q8_0. */
 #define LOAD_Q8_0 const __m256i wq = LOADX(wb)
-GEMM_AVX2(graft_gemm_q8_0_q8_0_avx2, graft_block_q8_0, graft_block_q8_0, LOAD_Q8_0, DOT_S8, D16, D16, 0, ZERO, ZERO)
+GEMM_AVX2(graft_gemm_q8_0_q8_0_avx2, graft_block_q8_0, graft_block_q8_0, LOAD_Q8_0, DOT_S8, D16, 0, ZERO)
 
 /* Q5_0 / Q5_1: the fifth bits (one per element, in qh) become 0x10 in each byte. */
 static inline __m256i bits_to_bytes(const uint8_t *qh4) {
@@ -210,9 +236,9 @@ static inline __m256i bits_to_bytes(const uint8_t *qh4) {
     return _mm256_and_si256(_mm256_cmpeq_epi8(v, _mm256_set1_epi64x(-1)), _mm256_set1_epi8(0x10));
 }
 #define LOAD_Q5_0 const __m256i wq = _mm256_sub_epi8(_mm256_or_si256(unpack_nibbles(wb->qs), bits_to_bytes(wb->qh)), _mm256_set1_epi8(16))
-GEMM_AVX2(graft_gemm_q5_0_q8_0_avx2, graft_block_q5_0, graft_block_q8_0, LOAD_Q5_0, DOT_S8, D16, D16, 0, ZERO, ZERO)
+GEMM_AVX2(graft_gemm_q5_0_q8_0_avx2, graft_block_q5_0, graft_block_q8_0, LOAD_Q5_0, DOT_S8, D16, 0, ZERO)
 #define LOAD_Q5_1 const __m256i wq = _mm256_or_si256(unpack_nibbles(wb->qs), bits_to_bytes(wb->qh))
-GEMM_AVX2(graft_gemm_q5_1_q8_1_avx2, graft_block_q5_1, graft_block_q8_1, LOAD_Q5_1, DOT_Q4_1, D16, D16, 1, M16, S16)
+GEMM_AVX2(graft_gemm_q5_1_q8_1_avx2, graft_block_q5_1, graft_block_q8_1, LOAD_Q5_1, DOT_Q4_1, D16, 1, S16)
 
 /* ---------------------------------------------------------------- f32-activation products */
 
