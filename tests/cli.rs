@@ -1,0 +1,99 @@
+//! The `graft` command line, run as a user runs it, on the default model.
+mod common;
+use std::process::Command;
+
+fn graft(args: &[&str]) -> (bool, String, String) {
+    let model = common::default_model_path();
+    let out = Command::new(env!("CARGO_BIN_EXE_graft"))
+        .args(args)
+        .env("GRAFT_MODEL", &model)
+        .output()
+        .expect("running graft");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn run_prints_only_the_generated_text() {
+    let (ok, out, err) = graft(&["run", "-p", "The capital of France is", "--temp", "0", "-n", "3", "-t", "2", "--numerics", "f32"]);
+    assert!(ok, "{err}");
+    assert_eq!(out, " Paris.\n", "stdout carries the generated text only (a newline goes to stderr)");
+    assert!(err.contains("tok/s") && err.contains("peak RSS"), "timings on stderr: {err}");
+}
+
+#[test]
+fn run_is_reproducible_with_a_seed() {
+    let args = ["run", "-p", "Once upon a time", "--temp", "0.9", "--top-p", "0.9", "--seed", "11", "-n", "12", "-t", "2"];
+    let (ok1, a, _) = graft(&args);
+    let (ok2, b, _) = graft(&args);
+    assert!(ok1 && ok2);
+    assert_eq!(a, b);
+    assert!(!a.is_empty());
+}
+
+#[test]
+fn perplexity_last_line_is_ppl() {
+    let dir = std::env::temp_dir().join(format!("graft-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = dir.join("mit.txt");
+    std::fs::write(&text, common::gpl3().split_at(6000).0).unwrap();
+    let (ok, out, err) = graft(&["perplexity", "-f", text.to_str().unwrap(), "-c", "128", "-t", "2"]);
+    assert!(ok, "{err}");
+    let last = out.lines().last().unwrap();
+    let rest = last.strip_prefix("PPL = ").unwrap_or_else(|| panic!("last line {last:?}"));
+    let (v, e) = rest.split_once(" +/- ").unwrap();
+    let (v, e): (f64, f64) = (v.parse().unwrap(), e.parse().unwrap());
+    assert!(v > 1.0 && v < 100.0 && e > 0.0, "{last}");
+}
+
+#[test]
+fn bench_json_has_the_two_figures() {
+    let (ok, out, err) = graft(&["bench", "-p", "16", "-n", "4", "-r", "1", "-t", "2", "--json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(v["prefill_tok_s"].as_f64().unwrap() > 0.0);
+    assert!(v["decode_tok_s"].as_f64().unwrap() > 0.0);
+    let (ok, out, _) = graft(&["bench", "-p", "0", "-n", "2", "-r", "1", "--json"]);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["prefill_tok_s"].as_f64().unwrap(), 0.0, "prefill not run");
+}
+
+#[test]
+fn inspect_shows_metadata_and_tensors() {
+    let model = common::default_model_path();
+    let (ok, out, err) = graft(&["inspect", model.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("format: GGUF v3"));
+    assert!(out.contains("general.architecture (string) = \"llama\""));
+    assert!(out.contains("tokenizer.ggml.tokens (array) = array<string>[49152]"));
+    assert!(out.lines().any(|l| l.starts_with("token_embd.weight") && l.contains("Q8_0") && l.contains("[576, 49152]")));
+    assert_eq!(out.lines().filter(|l| l.starts_with("blk.")).count(), 30 * 9);
+}
+
+#[test]
+fn inspect_reads_safetensors() {
+    let dir = std::env::temp_dir().join(format!("graft-st-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("a.safetensors");
+    let data: Vec<u8> = (0..24).flat_map(|i| (i as f32).to_le_bytes()).collect();
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![4, 6], &data).unwrap();
+    let meta = std::collections::HashMap::from([("method".to_string(), "lora".to_string())]);
+    safetensors::serialize_to_file([("w", view)], &Some(meta), &path).unwrap();
+    let (ok, out, err) = graft(&["inspect", path.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("format: safetensors") && out.contains("method = \"lora\""));
+    assert!(out.lines().any(|l| l.starts_with("w ") && l.contains("F32") && l.contains("[4, 6]") && l.contains("96")));
+    // A lying header length is an error naming the file, not a crash.
+    let mut bad = std::fs::read(&path).unwrap();
+    bad[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    std::fs::write(&path, bad).unwrap();
+    let (ok, _, err) = graft(&["inspect", path.to_str().unwrap()]);
+    assert!(!ok && err.contains("a.safetensors"), "{err}");
+}
+
+#[test]
+fn missing_model_is_a_clear_error() {
+    let (ok, _, err) = graft(&["run", "-m", "/nonexistent/model.gguf", "-p", "x"]);
+    assert!(!ok);
+    assert!(err.contains("/nonexistent/model.gguf"), "{err}");
+}
