@@ -6,7 +6,7 @@
  * operation sequence whatever the tile, so a row's result does not depend on the batch it is in. */
 #include <immintrin.h>
 #include "kernels.h"
-#include "quant_common.h"
+#include "common.h"
 
 static inline float hsum_ps(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

@@ -2,7 +2,7 @@
  * Dequantization follows ggml's reference operation by operation (bit-exact with gguf-py);
  * the dot products are ggml's integer block dots, so graft's numerics are llama.cpp's. */
 #include "kernels.h"
-#include "quant_common.h"
+#include "common.h"
 
 /* ---------------------------------------------------------------- dequantization */
 

@@ -1,6 +1,6 @@
-/* graft: helpers shared by the quantized-kernel C files (scalar f16/bf16 conversion, K-quant scales). */
-#ifndef GRAFT_QUANT_COMMON_H
-#define GRAFT_QUANT_COMMON_H
+/* graft: helpers shared by the CPU kernel files (scalar f16/bf16 conversion, K-quant scales). */
+#ifndef GRAFT_CPU_COMMON_H
+#define GRAFT_CPU_COMMON_H
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
