@@ -32,13 +32,11 @@ extern "C" {
                               int64_t pos, float freq_base, int32_t mode, int32_t inverse);
 
 GRAFT_DECLARE_OPS(ref)
-#if defined(__x86_64__) || defined(_M_X64)
+/* Every ISA is declared on every target (so the bindings are the same everywhere); only the
+ * target's own variants are compiled and referenced. */
 GRAFT_DECLARE_OPS(avx2)
 GRAFT_DECLARE_OPS(avx512)
-#endif
-#if defined(__aarch64__)
 GRAFT_DECLARE_OPS(neon)
-#endif
 
 #ifdef __cplusplus
 }

@@ -92,13 +92,11 @@ GRAFT_DECLARE_DEQUANT(q5_K, ref)
 GRAFT_DECLARE_DEQUANT(q6_K, ref)
 
 GRAFT_DECLARE_QUANT_ISA(ref)
-#if defined(__x86_64__) || defined(_M_X64)
+/* Every ISA is declared on every target (so the bindings are the same everywhere); only the
+ * target's own variants are compiled and referenced. */
 GRAFT_DECLARE_QUANT_ISA(avx2)
 GRAFT_DECLARE_QUANT_ISA(avx512)
-#endif
-#if defined(__aarch64__)
 GRAFT_DECLARE_QUANT_ISA(neon)
-#endif
 
 #ifdef __cplusplus
 }

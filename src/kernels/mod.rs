@@ -67,7 +67,7 @@ impl Isa {
                     && std::arch::is_x86_feature_detected!("avx512vnni")
             }
             #[cfg(target_arch = "aarch64")]
-            Isa::Neon => std::arch::is_aarch64_feature_detected!("dotprod"),
+            Isa::Neon => std::arch::is_aarch64_feature_detected!("dotprod") && std::arch::is_aarch64_feature_detected!("fp16"),
             #[allow(unreachable_patterns)]
             _ => false,
         }

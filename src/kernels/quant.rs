@@ -73,10 +73,9 @@ const REF: QuantKernels = QuantKernels {
     ],
 };
 
-/// Builds an ISA's table: every product and quantizer of that ISA, dequantization from the reference
-/// (it is exact arithmetic on stored values, not a hot path).
-#[cfg(target_arch = "x86_64")]
-macro_rules! x86_table {
+/// Builds an ISA's table: the listed products and quantizers of that ISA over the reference table
+/// (dequantization stays the reference's: exact arithmetic on stored values, not a hot path).
+macro_rules! isa_table {
     ($isa:expr, $q80:ident, $q81:ident, $q8k:ident, [$(($slot:expr, $gemm:ident, $dx:ident)),* $(,)?]) => {{
         let mut t = REF;
         t.isa = $isa;
@@ -98,7 +97,7 @@ macro_rules! x86_table {
 }
 
 #[cfg(target_arch = "x86_64")]
-const AVX2: QuantKernels = x86_table!(Isa::Avx2, graft_quantize_row_q8_0_avx2, graft_quantize_row_q8_1_avx2, graft_quantize_row_q8_K_ref, [
+const AVX2: QuantKernels = isa_table!(Isa::Avx2, graft_quantize_row_q8_0_avx2, graft_quantize_row_q8_1_avx2, graft_quantize_row_q8_K_ref, [
     (0, graft_gemm_f32_f32_avx2, graft_gemm_f32_f32_avx2, graft_gemm_dx_f32_avx2),
     (1, graft_gemm_f16_f32_avx2, graft_gemm_f16_f32_avx2, graft_gemm_dx_f16_avx2),
     (2, graft_gemm_bf16_f32_avx2, graft_gemm_bf16_f32_avx2, graft_gemm_dx_bf16_avx2),
@@ -116,7 +115,17 @@ const AVX2: QuantKernels = x86_table!(Isa::Avx2, graft_quantize_row_q8_0_avx2, g
 #[cfg(target_arch = "x86_64")]
 const AVX512: QuantKernels = QuantKernels { isa: Isa::Avx512, ..AVX2 };
 
+/// NEON: the 32-block formats with 8-bit activations and their quantizers; the rest on the reference.
+#[cfg(target_arch = "aarch64")]
+const NEON: QuantKernels = isa_table!(Isa::Neon, graft_quantize_row_q8_0_neon, graft_quantize_row_q8_1_neon, graft_quantize_row_q8_K_ref, [
+    (3, graft_gemm_q4_0_q8_0_neon, graft_gemm_dx_q4_0_ref),
+    (4, graft_gemm_q4_1_q8_1_neon, graft_gemm_dx_q4_1_ref),
+    (7, graft_gemm_q8_0_q8_0_neon, graft_gemm_dx_q8_0_ref),
+]);
+
 static REF_S: QuantKernels = REF;
+#[cfg(target_arch = "aarch64")]
+static NEON_S: QuantKernels = NEON;
 #[cfg(target_arch = "x86_64")]
 static AVX2_S: QuantKernels = AVX2;
 #[cfg(target_arch = "x86_64")]
@@ -133,6 +142,8 @@ pub fn quant_kernels(isa: Isa) -> Option<&'static QuantKernels> {
         Isa::Avx2 => Some(&AVX2_S),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => Some(&AVX512_S),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => Some(&NEON_S),
         #[allow(unreachable_patterns)]
         _ => None,
     }

@@ -1317,6 +1317,405 @@ extern "C" {
     );
 }
 extern "C" {
+    pub fn graft_quantize_row_q8_0_neon(x: *const f32, y: *mut ::std::os::raw::c_void, n: i64);
+}
+extern "C" {
+    pub fn graft_quantize_row_q8_1_neon(x: *const f32, y: *mut ::std::os::raw::c_void, n: i64);
+}
+extern "C" {
+    pub fn graft_quantize_row_q8_K_neon(x: *const f32, y: *mut ::std::os::raw::c_void, n: i64);
+}
+extern "C" {
+    pub fn graft_gemm_f32_f32_neon(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_f16_f32_neon(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_bf16_f32_neon(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_q4_0_q8_0_neon(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_q4_1_q8_1_neon(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_q5_0_q8_0_neon(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_q5_1_q8_1_neon(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_q8_0_q8_0_neon(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_q4_K_q8_K_neon(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_q5_K_q8_K_neon(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_q6_K_q8_K_neon(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_q4_0_f32_neon(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_q4_1_f32_neon(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_q5_0_f32_neon(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_q5_1_f32_neon(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_q8_0_f32_neon(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_q4_K_f32_neon(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_q5_K_f32_neon(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_q6_K_f32_neon(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_dx_f32_neon(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        dy: *const f32,
+        lddy: i64,
+        m: i64,
+        dx: *mut f32,
+        lddx: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_dx_f16_neon(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        dy: *const f32,
+        lddy: i64,
+        m: i64,
+        dx: *mut f32,
+        lddx: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_dx_bf16_neon(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        dy: *const f32,
+        lddy: i64,
+        m: i64,
+        dx: *mut f32,
+        lddx: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_dx_q4_0_neon(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        dy: *const f32,
+        lddy: i64,
+        m: i64,
+        dx: *mut f32,
+        lddx: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_dx_q4_1_neon(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        dy: *const f32,
+        lddy: i64,
+        m: i64,
+        dx: *mut f32,
+        lddx: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_dx_q5_0_neon(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        dy: *const f32,
+        lddy: i64,
+        m: i64,
+        dx: *mut f32,
+        lddx: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_dx_q5_1_neon(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        dy: *const f32,
+        lddy: i64,
+        m: i64,
+        dx: *mut f32,
+        lddx: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_dx_q8_0_neon(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        dy: *const f32,
+        lddy: i64,
+        m: i64,
+        dx: *mut f32,
+        lddx: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_dx_q4_K_neon(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        dy: *const f32,
+        lddy: i64,
+        m: i64,
+        dx: *mut f32,
+        lddx: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_dx_q5_K_neon(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        dy: *const f32,
+        lddy: i64,
+        m: i64,
+        dx: *mut f32,
+        lddx: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_dx_q6_K_neon(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        dy: *const f32,
+        lddy: i64,
+        m: i64,
+        dx: *mut f32,
+        lddx: i64,
+    );
+}
+extern "C" {
     pub fn graft_rmsnorm_f32_ref(x: *const f32, w: *const f32, y: *mut f32, n: i64, eps: f32);
 }
 extern "C" {
@@ -1405,6 +1804,39 @@ extern "C" {
 }
 extern "C" {
     pub fn graft_rope_f32_avx512(
+        x: *mut f32,
+        n_heads: i64,
+        head_dim: i64,
+        n_rot: i64,
+        pos: i64,
+        freq_base: f32,
+        mode: i32,
+        inverse: i32,
+    );
+}
+extern "C" {
+    pub fn graft_rmsnorm_f32_neon(x: *const f32, w: *const f32, y: *mut f32, n: i64, eps: f32);
+}
+extern "C" {
+    pub fn graft_silu_gate_f32_neon(gate: *const f32, up: *const f32, y: *mut f32, n: i64);
+}
+extern "C" {
+    pub fn graft_softmax_f32_neon(x: *mut f32, n: i64);
+}
+extern "C" {
+    pub fn graft_dot_f16_neon(a: *const graft_f16, b: *const graft_f16, n: i64) -> f32;
+}
+extern "C" {
+    pub fn graft_axpy_f16_neon(a: f32, x: *const graft_f16, y: *mut f32, n: i64);
+}
+extern "C" {
+    pub fn graft_f32_to_f16_neon(x: *const f32, y: *mut graft_f16, n: i64);
+}
+extern "C" {
+    pub fn graft_f16_to_f32_neon(x: *const graft_f16, y: *mut f32, n: i64);
+}
+extern "C" {
+    pub fn graft_rope_f32_neon(
         x: *mut f32,
         n_heads: i64,
         head_dim: i64,

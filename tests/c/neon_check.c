@@ -1,0 +1,113 @@
+/* graft: holds the NEON kernels to their scalar reference twins over odd sizes, for AArch64 builds
+ * (scripts/test.sh cross-compiles it and runs it under qemu-aarch64 when the tools are there).
+ * Tolerances as in tests/ops_kernels.rs. Exit status 0 when every check passes. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include "kernels.h"
+
+static int failures = 0;
+static uint64_t rng = 88172645463325252ull;
+static float frand(void) {
+    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+    return (float)((rng >> 40) & 0xffffff) / 16777216.0f * 2.0f - 1.0f;
+}
+
+static void close_to(const float *a, const float *b, int64_t n, float tol, const char *what) {
+    for (int64_t i = 0; i < n; i++) {
+        const float err = fabsf(a[i] - b[i]) / fmaxf(1.0f, fabsf(b[i]));
+        if (!(err <= tol)) {
+            printf("FAIL %s n=%lld [%lld]: %g vs %g\n", what, (long long)n, (long long)i, a[i], b[i]);
+            failures++;
+            return;
+        }
+    }
+}
+
+int main(void) {
+    const int64_t sizes[] = {1, 3, 7, 8, 17, 33, 64, 129, 576, 1537};
+    static float x[2048], w[2048], a[2048], b[2048];
+    static graft_f16 h1[2048], h2[2048];
+    int checks = 0;
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+        const int64_t n = sizes[s];
+        for (int64_t i = 0; i < n; i++) { x[i] = frand() * 4; w[i] = frand(); }
+        graft_rmsnorm_f32_ref(x, w, a, n, 1e-5f);
+        graft_rmsnorm_f32_neon(x, w, b, n, 1e-5f);
+        close_to(b, a, n, 2e-6f, "rmsnorm"); checks++;
+        graft_f32_to_f16_ref(x, h1, n);
+        graft_f32_to_f16_neon(x, h2, n);
+        for (int64_t i = 0; i < n; i++) if (h1[i] != h2[i]) { printf("FAIL f32_to_f16 [%lld]\n", (long long)i); failures++; break; }
+        checks++;
+        graft_f16_to_f32_ref(h1, a, n);
+        graft_f16_to_f32_neon(h1, b, n);
+        close_to(b, a, n, 0.0f, "f16_to_f32"); checks++;
+        graft_f32_to_f16_ref(w, h2, n);
+        const float d0 = graft_dot_f16_ref(h1, h2, n), d1 = graft_dot_f16_neon(h1, h2, n);
+        if (fabsf(d0 - d1) > 4e-5f * sqrtf((float)n) + 1e-6f) { printf("FAIL dot_f16 n=%lld: %g vs %g\n", (long long)n, d1, d0); failures++; }
+        checks++;
+        for (int64_t i = 0; i < n; i++) a[i] = b[i] = w[i];
+        graft_axpy_f16_ref(0.37f, h1, a, n);
+        graft_axpy_f16_neon(0.37f, h1, b, n);
+        close_to(b, a, n, 1e-6f, "axpy_f16"); checks++;
+        for (int64_t i = 0; i < n; i++) a[i] = b[i] = x[i] * 8;
+        graft_softmax_f32_ref(a, n);
+        graft_softmax_f32_neon(b, n);
+        close_to(b, a, n, 4e-6f, "softmax"); checks++;
+        for (int64_t i = 0; i < n; i++) a[i] = b[i] = x[i] * 8;
+        graft_silu_gate_f32_ref(a, w, a, n);
+        graft_silu_gate_f32_neon(b, w, b, n);
+        close_to(b, a, n, 4e-6f, "silu_gate"); checks++;
+    }
+    for (int64_t i = 0; i < 9 * 64; i++) a[i] = b[i] = frand();
+    graft_rope_f32_ref(a, 9, 64, 64, 300, 1e5f, 0, 0);
+    graft_rope_f32_neon(b, 9, 64, 64, 300, 1e5f, 0, 0);
+    close_to(b, a, 9 * 64, 2e-6f, "rope"); checks++;
+    /* Quantized products against the reference on the same activations (from the reference quantizer),
+     * and the NEON quantizers within one quantization step of the reference. */
+    {
+        enum { N = 32 * 18, ROWS = 7, M = 3 };
+        static uint8_t wq[ROWS * (N / 32) * 34];
+        static uint8_t xq[M * (N / 32) * 36], xq2[M * (N / 32) * 36];
+        static float xf[M * N], ya[M * ROWS], yb[M * ROWS];
+        for (int64_t i = 0; i < M * N; i++) xf[i] = frand() * 3;
+        struct { const char *name; size_t wsz, xsz; int act1; void (*ref)(int64_t, const void *, size_t, int64_t, const void *, size_t, int64_t, float *, int64_t); void (*neon)(int64_t, const void *, size_t, int64_t, const void *, size_t, int64_t, float *, int64_t); } t[] = {
+            {"q4_0", sizeof(graft_block_q4_0), sizeof(graft_block_q8_0), 0, graft_gemm_q4_0_q8_0_ref, graft_gemm_q4_0_q8_0_neon},
+            {"q4_1", sizeof(graft_block_q4_1), sizeof(graft_block_q8_1), 1, graft_gemm_q4_1_q8_1_ref, graft_gemm_q4_1_q8_1_neon},
+            {"q8_0", sizeof(graft_block_q8_0), sizeof(graft_block_q8_0), 0, graft_gemm_q8_0_q8_0_ref, graft_gemm_q8_0_q8_0_neon},
+        };
+        for (int f = 0; f < 3; f++) {
+            const size_t wrb = (N / 32) * t[f].wsz, xrb = (N / 32) * t[f].xsz;
+            for (size_t i = 0; i < ROWS * wrb; i++) { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; wq[i] = (uint8_t)rng; }
+            for (int64_t b = 0; b < ROWS * (N / 32); b++) {
+                graft_f16 d = 0x2000 | (graft_f16)(b & 0xff); /* small positive scales */
+                __builtin_memcpy(wq + b * t[f].wsz, &d, 2);
+                if (t[f].act1) __builtin_memcpy(wq + b * t[f].wsz + 2, &d, 2);
+            }
+            for (int i = 0; i < M; i++) {
+                if (t[f].act1) {
+                    graft_quantize_row_q8_1_ref(xf + i * N, xq + i * xrb, N);
+                    graft_quantize_row_q8_1_neon(xf + i * N, xq2 + i * xrb, N);
+                } else {
+                    graft_quantize_row_q8_0_ref(xf + i * N, xq + i * xrb, N);
+                    graft_quantize_row_q8_0_neon(xf + i * N, xq2 + i * xrb, N);
+                }
+            }
+            int qdiff = 0;
+            for (int64_t b = 0; b < M * (N / 32); b++)
+                for (int j = 0; j < 32; j++) {
+                    const int8_t p = (int8_t)xq[b * t[f].xsz + t[f].xsz - 32 + j], q = (int8_t)xq2[b * t[f].xsz + t[f].xsz - 32 + j];
+                    if (abs(p - q) > 1) { printf("FAIL quantize %s block %lld\n", t[f].name, (long long)b); failures++; b = M * N; break; }
+                    qdiff += p != q;
+                }
+            if (qdiff * 50 > M * N) { printf("FAIL quantize %s: %d quants differ\n", t[f].name, qdiff); failures++; }
+            checks++;
+            t[f].ref(N, wq, wrb, ROWS, xq, xrb, M, ya, ROWS);
+            t[f].neon(N, wq, wrb, ROWS, xq, xrb, M, yb, ROWS);
+            close_to(yb, ya, M * ROWS, 1e-4f, t[f].name);
+            checks++;
+        }
+    }
+    printf("%d passed, %d failed\n", checks - failures, failures);
+    return failures != 0;
+}
