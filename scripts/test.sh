@@ -5,10 +5,28 @@
 #   - cargo test of every unit and integration test (the model tests run the real model).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
+apt_updated=
+apt_install() {
+    [ -n "$apt_updated" ] || { $SUDO apt-get update -qq; apt_updated=1; }
+    $SUDO apt-get install -y -qq "$@" >/dev/null
+}
 if ! ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 && ! ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1; then
     echo "== installing libclang for bindgen" >&2
-    if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
-    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq libclang-dev >/dev/null
+    apt_install libclang-dev
+fi
+echo "== NEON kernels against their references (cross-compiled, run under qemu-aarch64)" >&2
+if ! command -v aarch64-linux-gnu-gcc >/dev/null || ! command -v qemu-aarch64 >/dev/null; then
+    apt_install gcc-aarch64-linux-gnu qemu-user || true
+fi
+if command -v aarch64-linux-gnu-gcc >/dev/null && command -v qemu-aarch64 >/dev/null; then
+    tmp=$(mktemp -d)
+    aarch64-linux-gnu-gcc -O2 -std=c11 -Wall -Werror -march=armv8.2-a+dotprod+fp16 -Icsrc tests/c/neon_check.c \
+        csrc/cpu/ops_neon.c csrc/cpu/ops_ref.c csrc/cpu/quant_ref.c csrc/cpu/quant_neon.c -lm -static -o "$tmp/neon_check"
+    qemu-aarch64 "$tmp/neon_check"
+    rm -rf "$tmp"
+else
+    echo "SKIP: no aarch64 cross compiler or qemu-aarch64 (apt-get install gcc-aarch64-linux-gnu qemu-user)" >&2
 fi
 echo "== fetching the default model" >&2
 ./scripts/fetch-model.sh
