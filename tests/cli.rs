@@ -97,3 +97,26 @@ fn missing_model_is_a_clear_error() {
     assert!(!ok);
     assert!(err.contains("/nonexistent/model.gguf"), "{err}");
 }
+
+#[test]
+fn graft_isa_forces_the_reference_kernels() {
+    let model = common::default_model_path();
+    let out = Command::new(env!("CARGO_BIN_EXE_graft"))
+        .args(["bench", "-p", "8", "-n", "2", "-r", "1", "--json"])
+        .env("GRAFT_MODEL", &model)
+        .env("GRAFT_ISA", "ref")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["isa"], "ref");
+    // An unknown value is reported and the best ISA is used.
+    let out = Command::new(env!("CARGO_BIN_EXE_graft"))
+        .args(["bench", "-p", "0", "-n", "1", "-r", "1", "--json"])
+        .env("GRAFT_MODEL", &model)
+        .env("GRAFT_ISA", "sse9")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("GRAFT_ISA=sse9: unknown"));
+}
