@@ -50,7 +50,7 @@ fn value(v: &Value) -> String {
         Value::Array(a) => array(a),
         Value::F32(x) => format!("{x}"),
         Value::F64(x) => format!("{x}"),
-        other => format!("{}", other.as_i64().map(|i| i.to_string()).or_else(|| other.as_bool().map(|b| b.to_string())).unwrap_or_default()),
+        other => other.as_i64().map(|i| i.to_string()).or_else(|| other.as_bool().map(|b| b.to_string())).or_else(|| other.as_u64().map(|u| u.to_string())).unwrap_or_default(),
     }
 }
 

@@ -16,6 +16,9 @@ pub struct StTensor {
     pub n_bytes: usize,
 }
 
+/// Tensor table and metadata of a parsed header.
+type Parsed = (Vec<StTensor>, Vec<(String, String)>);
+
 /// An open safetensors file.
 pub struct SafeTensorsFile {
     map: memmap2::Mmap,
@@ -36,7 +39,7 @@ impl SafeTensorsFile {
         Ok(SafeTensorsFile { map, name, tensors, metadata })
     }
 
-    fn parse(bytes: &[u8], name: &str) -> Result<(Vec<StTensor>, Vec<(String, String)>)> {
+    fn parse(bytes: &[u8], name: &str) -> Result<Parsed> {
         let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| Error::format(name, "header", e.to_string()))?;
         let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| Error::format(name, "header", e.to_string()))?;
         let mut metadata: Vec<(String, String)> = meta.metadata().clone().unwrap_or_default().into_iter().collect();

@@ -22,7 +22,7 @@ pub struct GenStats {
 }
 
 /// Reads `prompt` into `cache` and returns the logits of its last token.
-pub fn prefill<'r>(runner: &'r mut Runner, cache: &mut KvCache, prompt: &[u32]) -> Result<Vec<f32>> {
+pub fn prefill(runner: &mut Runner, cache: &mut KvCache, prompt: &[u32]) -> Result<Vec<f32>> {
     if prompt.is_empty() {
         return Err(Error::invalid("prefill", "empty prompt"));
     }
