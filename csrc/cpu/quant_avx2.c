@@ -463,3 +463,35 @@ static inline float dot_q6_K_block(const graft_block_q6_K *w, const graft_block_
 GEMM_K_AVX2(graft_gemm_q4_K_q8_K_avx2, graft_block_q4_K, dot_q4_K_block)
 GEMM_K_AVX2(graft_gemm_q5_K_q8_K_avx2, graft_block_q5_K, dot_q5_K_block)
 GEMM_K_AVX2(graft_gemm_q6_K_q8_K_avx2, graft_block_q6_K, dot_q6_K_block)
+
+/* K-quants x f32 activations: each 256-element super-block is dequantized once (reference
+ * arithmetic, so the same values) into a buffer and dotted against up to TILE activation rows. */
+#define GEMM_F32_DEQ_AVX2(wfmt, WBLOCK)                                                                  \
+    void graft_gemm_##wfmt##_f32_avx2(int64_t n, const void *w, size_t w_stride, int64_t nrows,         \
+                                      const void *x, size_t x_stride, int64_t m, float *y, int64_t ldy) { \
+        const int64_t nb = n / GRAFT_QK_K;                                                               \
+        float buf[GRAFT_QK_K];                                                                           \
+        for (int64_t r = 0; r < nrows; r++) {                                                            \
+            const WBLOCK *wr = (const WBLOCK *)((const char *)w + r * w_stride);                         \
+            for (int64_t i0 = 0; i0 < m; i0 += TILE) {                                                   \
+                const int64_t t = m - i0 < TILE ? m - i0 : TILE;                                         \
+                __m256 acc[TILE];                                                                        \
+                for (int64_t j = 0; j < TILE; j++) acc[j] = _mm256_setzero_ps();                         \
+                for (int64_t b = 0; b < nb; b++) {                                                       \
+                    graft_dequantize_row_##wfmt##_ref(wr + b, buf, GRAFT_QK_K);                          \
+                    for (int64_t j = 0; j < t; j++) {                                                    \
+                        const float *xb = (const float *)((const char *)x + (i0 + j) * x_stride) + b * GRAFT_QK_K; \
+                        __m256 a = acc[j];                                                               \
+                        for (int k = 0; k < GRAFT_QK_K; k += 8)                                          \
+                            a = _mm256_fmadd_ps(_mm256_loadu_ps(buf + k), _mm256_loadu_ps(xb + k), a);   \
+                        acc[j] = a;                                                                      \
+                    }                                                                                    \
+                }                                                                                        \
+                for (int64_t j = 0; j < t; j++) y[(i0 + j) * ldy + r] = hsum_ps(acc[j]);                 \
+            }                                                                                            \
+        }                                                                                                \
+    }
+
+GEMM_F32_DEQ_AVX2(q4_K, graft_block_q4_K)
+GEMM_F32_DEQ_AVX2(q5_K, graft_block_q5_K)
+GEMM_F32_DEQ_AVX2(q6_K, graft_block_q6_K)

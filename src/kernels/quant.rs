@@ -106,9 +106,9 @@ const AVX2: QuantKernels = isa_table!(Isa::Avx2, graft_quantize_row_q8_0_avx2, g
     (5, graft_gemm_q5_0_q8_0_avx2, graft_gemm_q5_0_f32_avx2, graft_gemm_dx_q5_0_avx2),
     (6, graft_gemm_q5_1_q8_1_avx2, graft_gemm_q5_1_f32_avx2, graft_gemm_dx_q5_1_avx2),
     (7, graft_gemm_q8_0_q8_0_avx2, graft_gemm_q8_0_f32_avx2, graft_gemm_dx_q8_0_avx2),
-    (8, graft_gemm_q4_K_q8_K_avx2, graft_gemm_q4_K_f32_ref, graft_gemm_dx_q4_K_avx2),
-    (9, graft_gemm_q5_K_q8_K_avx2, graft_gemm_q5_K_f32_ref, graft_gemm_dx_q5_K_avx2),
-    (10, graft_gemm_q6_K_q8_K_avx2, graft_gemm_q6_K_f32_ref, graft_gemm_dx_q6_K_avx2),
+    (8, graft_gemm_q4_K_q8_K_avx2, graft_gemm_q4_K_f32_avx2, graft_gemm_dx_q4_K_avx2),
+    (9, graft_gemm_q5_K_q8_K_avx2, graft_gemm_q5_K_f32_avx2, graft_gemm_dx_q5_K_avx2),
+    (10, graft_gemm_q6_K_q8_K_avx2, graft_gemm_q6_K_f32_avx2, graft_gemm_dx_q6_K_avx2),
 ]);
 
 /// No AVX-512 quantized kernels yet: AVX-512 CPUs run the AVX2 ones (they all have AVX2).
