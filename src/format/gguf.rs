@@ -440,7 +440,10 @@ impl GgufHeader {
             let offset = c.u64(&|| field("offset"))?;
             let n_el = dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).ok_or_else(|| c.err(field("dims"), "element count overflows"))?;
             let row = dims[0] as usize;
-            let row_bytes = ty.row_bytes(row).ok_or_else(|| c.err(field("dims[0]"), format!("row length {row} is not a multiple of the {ty} block ({})", ty.block_size())))?;
+            if row % ty.block_size() != 0 {
+                return Err(c.err(field("dims[0]"), format!("row length {row} is not a multiple of the {ty} block ({})", ty.block_size())));
+            }
+            let row_bytes = ty.row_bytes(row).ok_or_else(|| c.err(field("dims[0]"), format!("byte size of a row of {row} overflows")))?;
             let n_bytes = (n_el / dims[0]).checked_mul(row_bytes as u64).filter(|b| *b <= usize::MAX as u64 / 2).ok_or_else(|| c.err(field("dims"), "byte size overflows"))?;
             if offset % alignment != 0 {
                 return Err(c.err(field("offset"), format!("offset {offset} is not a multiple of the alignment {alignment}")));
