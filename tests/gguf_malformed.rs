@@ -158,6 +158,9 @@ fn bad_tensor_entries() {
     expect(&t(&[1 << 40, 1 << 40], 0, 0), "tensor w: dims");
     expect(&t(&[4], 99, 0), "tensor w: type");
     expect(&t(&[33], QuantType::Q4_0.id(), 0), "tensor w: dims[0]");
+    // A row whose byte size overflows is reported as such (found by a helper's review).
+    let e = err(&t(&[1 << 62], 0, 0));
+    assert!(e.contains("tensor w: dims[0]") && e.contains("overflows"), "{e}");
     expect(&t(&[4], 0, 16), "tensor w: offset"); // not aligned to 32
     expect(&t(&[32], 0, 0), "tensor w: offset"); // 128 bytes, 64 in the file
     expect(&t(&[4], 0, 1 << 62), "tensor w: offset");
