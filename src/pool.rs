@@ -38,8 +38,10 @@ pub struct Pool {
     handles: Vec<JoinHandle<()>>,
 }
 
-/// How long an idle worker spins before it sleeps on the condition variable.
+/// How long an idle worker waits (spinning, then yielding) before it sleeps on the condition variable.
 const SPIN: Duration = Duration::from_millis(2);
+/// Spins (a few microseconds) before a waiting thread starts yielding its time slice.
+const YIELD_AFTER: u32 = 4096;
 
 impl Pool {
     /// A pool running regions on `n` threads (at least 1: the caller alone).
@@ -94,8 +96,16 @@ impl Pool {
             self.shared.wake.notify_all();
         }
         f(0, self.n);
+        // Spin briefly, then yield: on an oversubscribed machine the worker we wait for may be
+        // descheduled, and pure spinning would burn our whole time slice.
+        let mut spins = 0u32;
         while self.shared.pending.load(Ordering::Acquire) != 0 {
-            std::hint::spin_loop();
+            spins += 1;
+            if spins < YIELD_AFTER {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
         }
     }
 }
@@ -111,6 +121,9 @@ fn worker(s: Arc<Shared>, tid: usize, n: usize) {
                 break g;
             }
             spins += 1;
+            if spins >= YIELD_AFTER {
+                std::thread::yield_now();
+            }
             if spins % 1024 == 0 && start.elapsed() > SPIN {
                 let guard = s.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());
                 // Announce the sleep before re-checking: a caller that publishes after this check
