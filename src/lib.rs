@@ -3,9 +3,10 @@
 //!
 //! Layers, lowest first: [`error`], [`format`] (GGUF and safetensors parsing), [`quant`] (block
 //! formats), [`kernels`] (the C kernels behind a run-time ISA table), [`model`] (the llama
-//! forward pass, tokenizer, sampler).
+//! forward pass, tokenizer, sampler), [`adapter`] (adapter methods, files and registry).
 #![warn(missing_docs)]
 
+pub mod adapter;
 pub mod error;
 pub mod format;
 pub mod kernels;

@@ -29,6 +29,7 @@ pub struct Model {
     pub weights: Weights,
     /// The tokenizer from the file's metadata.
     pub tokenizer: Tokenizer,
+    fingerprint: String,
 }
 
 impl Model {
@@ -41,7 +42,8 @@ impl Model {
         if tokenizer.n_vocab() != config.n_vocab {
             return Err(Error::model(gguf.file_name(), "tokenizer.ggml.tokens", format!("{} tokens but the embedding has {} rows", tokenizer.n_vocab(), config.n_vocab)));
         }
-        Ok(Model { gguf, config, weights, tokenizer })
+        let fingerprint = fingerprint_of(&gguf);
+        Ok(Model { gguf, config, weights, tokenizer, fingerprint })
     }
 
     /// The bytes of a weight matrix (a view into the mapped file).
@@ -49,10 +51,39 @@ impl Model {
         &self.gguf.data()[l.range.clone()]
     }
 
+    /// A fingerprint of the weights (`fnv1a64:` + 16 hex digits over every tensor's name, shape,
+    /// type and first and last 256 bytes): adapters record the base they were made for with it.
+    pub fn fingerprint(&self) -> String {
+        self.fingerprint.clone()
+    }
+
     /// Size of the model file in bytes.
     pub fn file_bytes(&self) -> usize {
         self.gguf.data().len()
     }
+}
+
+/// FNV-1a (64-bit) over each tensor's name, dims, type and a sample of its bytes.
+fn fingerprint_of(g: &Gguf) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for &b in bytes {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for t in g.tensors() {
+        eat(t.name.as_bytes());
+        for d in &t.dims {
+            eat(&d.to_le_bytes());
+        }
+        eat(t.ty.name().as_bytes());
+        let data = g.tensor_data(t);
+        let k = data.len().min(256);
+        eat(&data[..k]);
+        eat(&data[data.len() - k..]);
+    }
+    format!("fnv1a64:{h:016x}")
 }
 
 /// Builds the tokenizer from the `tokenizer.ggml.*` metadata of a GGUF file.

@@ -1,0 +1,206 @@
+//! The runtime forms an adapter takes on one linear layer. Every method compiles to one of these
+//! three terms, applied unmerged next to the frozen base product `W0·x`:
+//!
+//! - [`LowRank`]: `y += s·B(A·x)` (LoRA and everything that folds into it);
+//! - [`Dora`]: `y = c ⊙ (W0·x + s·B(A·x))`, a low-rank term plus a per-output rescaling of the base;
+//! - [`Vera`]: `y += λ_b ⊙ B̂(λ_d ⊙ Â·x)` with `Â`, `B̂` slices of matrices shared by every layer, so
+//!   `Â·x` is computed once per distinct layer input and reused by every projection reading it.
+//!
+//! Matrices are f32, row-major; `B` is kept transposed (`Bᵀ`, `[r, n_out]`) so the up-projection
+//! streams rows of `Bᵀ` against a few values of `A·x`.
+use std::sync::Arc;
+
+/// `y += scale · B·(A·x)`, with `A` `[r, n_in]` and `Bᵀ` `[r, n_out]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LowRank {
+    /// Rank.
+    pub r: usize,
+    /// Input width.
+    pub n_in: usize,
+    /// Output width.
+    pub n_out: usize,
+    /// Down-projection `A`, `[r, n_in]`.
+    pub a: Vec<f32>,
+    /// Up-projection transposed, `Bᵀ`, `[r, n_out]`.
+    pub bt: Vec<f32>,
+    /// The method's own scale (α/r for LoRA, α/√r for rsLoRA, ...), before the user's scale.
+    pub scale: f32,
+}
+
+/// DoRA: `y = c ⊙ (W0·x + s·B·A·x)` with `c = m / ‖W0 + s·B·A‖_row` computed once at load.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dora {
+    /// The low-rank part `s·B·A`.
+    pub lora: LowRank,
+    /// Per-output factor `c = m / ‖W0 + s·B·A‖_row`, `[n_out]`.
+    pub c: Vec<f32>,
+}
+
+/// VeRA's frozen projections, shared by every layer of one adapter.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VeraShared {
+    /// Rank.
+    pub r: usize,
+    /// Widest input of the targeted layers (columns of `A`).
+    pub max_in: usize,
+    /// Widest output of the targeted layers (rows of `B`).
+    pub max_out: usize,
+    /// `A`, `[r, max_in]`; a layer with `n_in` inputs uses its first `n_in` columns.
+    pub a: Vec<f32>,
+    /// `Bᵀ`, `[r, max_out]`; a layer with `n_out` outputs uses the first `n_out` rows of `B`.
+    pub bt: Vec<f32>,
+}
+
+/// One layer's VeRA term: `y += λ_b ⊙ B̂·(λ_d ⊙ Â·x)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Vera {
+    /// The shared projections.
+    pub shared: Arc<VeraShared>,
+    /// Input width of this layer.
+    pub n_in: usize,
+    /// Output width of this layer.
+    pub n_out: usize,
+    /// `λ_d`, `[r]`.
+    pub lambda_d: Vec<f32>,
+    /// `λ_b`, `[n_out]`.
+    pub lambda_b: Vec<f32>,
+}
+
+/// An adapter's runtime term on one linear layer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Term {
+    /// `y += s·B·A·x`.
+    LowRank(LowRank),
+    /// DoRA's rescaled base plus low-rank term.
+    Dora(Dora),
+    /// VeRA with shared projections.
+    Vera(Vera),
+}
+
+impl LowRank {
+    /// A term from `A` (`[r, n_in]`) and `B` in its usual `[n_out, r]` layout (transposed here).
+    pub fn from_a_b(r: usize, n_in: usize, n_out: usize, a: Vec<f32>, b: &[f32], scale: f32) -> LowRank {
+        assert_eq!(a.len(), r * n_in, "A must be [r, n_in]");
+        assert_eq!(b.len(), n_out * r, "B must be [n_out, r]");
+        let mut bt = vec![0f32; r * n_out];
+        for o in 0..n_out {
+            for j in 0..r {
+                bt[j * n_out + o] = b[o * r + j];
+            }
+        }
+        LowRank { r, n_in, n_out, a, bt, scale }
+    }
+
+    /// `B` in the usual `[n_out, r]` layout.
+    pub fn b(&self) -> Vec<f32> {
+        let mut b = vec![0f32; self.n_out * self.r];
+        for j in 0..self.r {
+            for o in 0..self.n_out {
+                b[o * self.r + j] = self.bt[j * self.n_out + o];
+            }
+        }
+        b
+    }
+
+    /// Dense `s·B·A` in f64, `[n_out, n_in]`.
+    pub fn delta_f64(&self) -> Vec<f64> {
+        let (r, ni, no) = (self.r, self.n_in, self.n_out);
+        let mut d = vec![0f64; no * ni];
+        for o in 0..no {
+            for j in 0..r {
+                let b = self.bt[j * no + o] as f64 * self.scale as f64;
+                if b == 0.0 {
+                    continue;
+                }
+                for i in 0..ni {
+                    d[o * ni + i] += b * self.a[j * ni + i] as f64;
+                }
+            }
+        }
+        d
+    }
+}
+
+impl Term {
+    /// Input width.
+    pub fn n_in(&self) -> usize {
+        match self {
+            Term::LowRank(t) => t.n_in,
+            Term::Dora(t) => t.lora.n_in,
+            Term::Vera(t) => t.n_in,
+        }
+    }
+
+    /// Output width.
+    pub fn n_out(&self) -> usize {
+        match self {
+            Term::LowRank(t) => t.n_out,
+            Term::Dora(t) => t.lora.n_out,
+            Term::Vera(t) => t.n_out,
+        }
+    }
+
+    /// Rank of the low-rank product.
+    pub fn rank(&self) -> usize {
+        match self {
+            Term::LowRank(t) => t.r,
+            Term::Dora(t) => t.lora.r,
+            Term::Vera(t) => t.shared.r,
+        }
+    }
+
+    /// Floats this layer's term holds for itself (VeRA's shared projections not counted).
+    pub fn stored_floats(&self) -> usize {
+        match self {
+            Term::LowRank(t) => t.a.len() + t.bt.len(),
+            Term::Dora(t) => t.lora.a.len() + t.lora.bt.len() + t.c.len(),
+            Term::Vera(t) => t.lambda_d.len() + t.lambda_b.len(),
+        }
+    }
+
+    /// The merged weight change at user scale `s`, in f64, `[n_out, n_in]`: `W' = W0 + ΔW` gives
+    /// the same outputs as the unmerged term. DoRA needs the base `w0` (row-major, f64).
+    pub fn delta_f64(&self, s: f64, w0: Option<&[f64]>) -> Vec<f64> {
+        match self {
+            Term::LowRank(t) => t.delta_f64().into_iter().map(|v| v * s).collect(),
+            Term::Dora(t) => {
+                // y = W0x + s·[(c−1)⊙W0x + c⊙(ΔW x)]  ⇒  ΔW' = s·(diag(c−1)·W0 + diag(c)·ΔW).
+                let w0 = w0.expect("DoRA's merged delta needs the base weight");
+                let (ni, no) = (t.lora.n_in, t.lora.n_out);
+                let d = t.lora.delta_f64();
+                let mut out = vec![0f64; no * ni];
+                for o in 0..no {
+                    let c = t.c[o] as f64;
+                    for i in 0..ni {
+                        out[o * ni + i] = s * ((c - 1.0) * w0[o * ni + i] + c * d[o * ni + i]);
+                    }
+                }
+                out
+            }
+            Term::Vera(t) => {
+                let sh = &t.shared;
+                let (ni, no, r) = (t.n_in, t.n_out, sh.r);
+                let mut out = vec![0f64; no * ni];
+                for o in 0..no {
+                    for j in 0..r {
+                        let b = s * t.lambda_b[o] as f64 * sh.bt[j * sh.max_out + o] as f64 * t.lambda_d[j] as f64;
+                        for i in 0..ni {
+                            out[o * ni + i] += b * sh.a[j * sh.max_in + i] as f64;
+                        }
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    /// Every value finite?
+    pub fn all_finite(&self) -> bool {
+        let f = |v: &[f32]| v.iter().all(|x| x.is_finite());
+        match self {
+            Term::LowRank(t) => f(&t.a) && f(&t.bt) && t.scale.is_finite(),
+            Term::Dora(t) => f(&t.lora.a) && f(&t.lora.bt) && f(&t.c) && t.lora.scale.is_finite(),
+            Term::Vera(t) => f(&t.lambda_b) && f(&t.lambda_d) && f(&t.shared.a) && f(&t.shared.bt),
+        }
+    }
+}
