@@ -1,5 +1,6 @@
 //! The `graft` command line: run, perplexity, bench, inspect.
 use clap::{Parser, Subcommand};
+use graft::adapter::Registry;
 use graft::model::generate::{generate, perplexity};
 use graft::model::sampler::Sampler;
 use graft::model::{Logits, Model, Numerics, Runner, SeqInput};
@@ -32,6 +33,22 @@ struct ModelArgs {
     /// against f32 activations, f32 KV cache: transformers' fp32 figures)
     #[arg(long = "numerics", default_value = "q8", value_parser = parse_numerics)]
     numerics: Numerics,
+    /// Adapter to apply, PATH[:SCALE] (repeatable): a GGUF LoRA, a PEFT directory or a graft file
+    #[arg(short = 'a', long = "adapter")]
+    adapters: Vec<String>,
+}
+
+/// Splits `PATH[:SCALE]` (a trailing `:number` is the scale; 1 otherwise).
+fn parse_adapter_arg(s: &str) -> Result<(PathBuf, f32), String> {
+    if let Some((p, sc)) = s.rsplit_once(':') {
+        if let Ok(v) = sc.parse::<f32>() {
+            if !v.is_finite() {
+                return Err(format!("adapter {s:?}: scale {sc} is not finite"));
+            }
+            return Ok((PathBuf::from(p), v));
+        }
+    }
+    Ok((PathBuf::from(s), 1.0))
 }
 
 fn parse_numerics(s: &str) -> Result<Numerics, String> {
@@ -124,7 +141,28 @@ fn load(m: &ModelArgs) -> Result<(Arc<Model>, Runner), String> {
             e.to_string()
         }
     })?);
-    let runner = Runner::with_numerics(model.clone(), m.threads, m.numerics);
+    let mut runner = Runner::with_numerics(model.clone(), m.threads, m.numerics);
+    if !m.adapters.is_empty() {
+        let reg = Registry::new(model.clone());
+        let mut names = Vec::new();
+        for (i, a) in m.adapters.iter().enumerate() {
+            let (path, scale) = parse_adapter_arg(a)?;
+            let t = Instant::now();
+            let name = format!("{i}");
+            let ad = reg.load(&name, &path, 1.0).map_err(|e| e.to_string())?;
+            eprintln!(
+                "graft: adapter {} ({}, {} adapted matrices, {} parameters) at scale {scale} loaded in {:.2} ms",
+                path.display(),
+                ad.method,
+                ad.n_terms(),
+                ad.trainable_params,
+                t.elapsed().as_secs_f64() * 1e3
+            );
+            names.push((name, scale));
+        }
+        let set = reg.set(&names.iter().map(|(n, s)| (n.as_str(), *s)).collect::<Vec<_>>()).map_err(|e| e.to_string())?;
+        runner.set_default_adapters(set);
+    }
     eprintln!(
         "graft: loaded {} ({} layers, d={}, {:.1} MiB) in {:.0} ms; {} threads, kernels {}, numerics {:?}",
         path.display(),

@@ -5,13 +5,17 @@
 //! An [`Adapter`] is immutable once loaded and shared (`Arc`): a sequence names the adapters it uses
 //! in its [`AdapterSet`] (each with a scale), and every forward call reads that set once, so each
 //! token is computed with one consistent set while other threads load, rescale or unload adapters.
+pub mod gguf_lora;
+pub mod load;
 pub mod methods;
+pub mod registry;
 pub mod term;
 
 use crate::model::{LinearKind, Model};
 use crate::{Error, Result};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+pub use registry::Registry;
 pub use term::{Dora, LowRank, Term, Vera, VeraShared};
 
 /// An adapter: per block, an optional runtime term for each of the seven projections.

@@ -12,6 +12,8 @@ use crate::pool::{split, Pool};
 use crate::quant::QuantType;
 use crate::{Error, Result};
 use half::f16;
+use crate::adapter::{Adapter, Term};
+use std::ops::Range;
 use std::sync::Arc;
 
 /// How the forward pass rounds its intermediate values.
@@ -90,6 +92,8 @@ struct Scratch {
     k16: Vec<f16>,
     v16: Vec<f16>,
     logits: Vec<f32>,
+    /// Adapter down-projections `A·x` of one `linears` call.
+    ad: Vec<f32>,
 }
 
 fn grow<T: Clone + Default>(v: &mut Vec<T>, n: usize) -> &mut [T] {
@@ -105,6 +109,7 @@ pub struct Runner {
     pool: Pool,
     numerics: Numerics,
     s: Scratch,
+    adapters: crate::adapter::AdapterSet,
 }
 
 /// Rows of W a thread takes at a time, so that threads write whole cache lines of the output.
@@ -119,7 +124,7 @@ impl Runner {
     /// A runner on `threads` threads (0: all cores) with the given numerics.
     pub fn with_numerics(model: Arc<Model>, threads: usize, numerics: Numerics) -> Runner {
         let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
-        Runner { model, pool: Pool::new(threads), numerics, s: Scratch::default() }
+        Runner { model, pool: Pool::new(threads), numerics, s: Scratch::default(), adapters: Default::default() }
     }
 
     /// The numerics of this runner.
@@ -127,9 +132,17 @@ impl Runner {
         self.numerics
     }
 
-    /// An empty KV cache suited to this runner.
+    /// An empty KV cache suited to this runner, using the runner's default adapter set.
     pub fn new_cache(&self) -> KvCache {
-        KvCache::with_numerics(&self.model.config, self.numerics)
+        let mut c = KvCache::with_numerics(&self.model.config, self.numerics);
+        c.set_adapters(self.adapters.clone());
+        c
+    }
+
+    /// Sets the adapter set that caches made by [`Runner::new_cache`] start with (each sequence
+    /// can change its own afterwards with [`KvCache::set_adapters`]).
+    pub fn set_default_adapters(&mut self, set: crate::adapter::AdapterSet) {
+        self.adapters = set;
     }
 
     /// The model.
@@ -170,6 +183,7 @@ impl Runner {
             return Err(Error::invalid("forward", format!("a {:?} cache given to a {:?} runner", s.cache.numerics(), self.numerics)));
         }
         let nm = self.numerics;
+        let segs = adapter_segments(seqs);
 
         // Embedding.
         let x = grow(&mut self.s.x, t * d);
@@ -197,8 +211,8 @@ impl Runner {
             grow(&mut self.s.k, t * kvd);
             grow(&mut self.s.v, t * kvd);
             {
-                let Scratch { h, q, k, v, act, .. } = &mut self.s;
-                Self::linears(&self.pool, nm, &model, &h[..t * d], t, act, &mut [
+                let Scratch { h, q, k, v, act, ad, .. } = &mut self.s;
+                Self::linears(&self.pool, nm, &model, &h[..t * d], t, act, (l, &segs, ad), &mut [
                     (blk.linear(LinearKind::Q), &mut q[..t * qd]),
                     (blk.linear(LinearKind::K), &mut k[..t * kvd]),
                     (blk.linear(LinearKind::V), &mut v[..t * kvd]),
@@ -233,8 +247,8 @@ impl Runner {
                 attention(&self.pool, ko, cfg, l, &caches, &rows, &self.s.q[..t * qd], att);
             }
             {
-                let Scratch { att, h, act, .. } = &mut self.s;
-                Self::linears(&self.pool, nm, &model, &att[..t * qd], t, act, &mut [(blk.linear(LinearKind::O), &mut h[..t * d])])?;
+                let Scratch { att, h, act, ad, .. } = &mut self.s;
+                Self::linears(&self.pool, nm, &model, &att[..t * qd], t, act, (l, &segs, ad), &mut [(blk.linear(LinearKind::O), &mut h[..t * d])])?;
             }
             add_in_place(&mut self.s.x[..t * d], &self.s.h[..t * d]);
 
@@ -248,16 +262,16 @@ impl Runner {
             grow(&mut self.s.gate, t * ff);
             grow(&mut self.s.up, t * ff);
             {
-                let Scratch { h, gate, up, act, .. } = &mut self.s;
-                Self::linears(&self.pool, nm, &model, &h[..t * d], t, act, &mut [
+                let Scratch { h, gate, up, act, ad, .. } = &mut self.s;
+                Self::linears(&self.pool, nm, &model, &h[..t * d], t, act, (l, &segs, ad), &mut [
                     (blk.linear(LinearKind::Gate), &mut gate[..t * ff]),
                     (blk.linear(LinearKind::Up), &mut up[..t * ff]),
                 ])?;
                 ko.silu_gate(&mut gate[..t * ff], &up[..t * ff]);
             }
             {
-                let Scratch { gate, h, act, .. } = &mut self.s;
-                Self::linears(&self.pool, nm, &model, &gate[..t * ff], t, act, &mut [(blk.linear(LinearKind::Down), &mut h[..t * d])])?;
+                let Scratch { gate, h, act, ad, .. } = &mut self.s;
+                Self::linears(&self.pool, nm, &model, &gate[..t * ff], t, act, (l, &segs, ad), &mut [(blk.linear(LinearKind::Down), &mut h[..t * d])])?;
             }
             add_in_place(&mut self.s.x[..t * d], &self.s.h[..t * d]);
         }
@@ -292,8 +306,8 @@ impl Runner {
         let nv = cfg.n_vocab;
         grow(&mut self.s.logits, m * nv);
         {
-            let Scratch { h, logits, act, .. } = &mut self.s;
-            Self::linears(&self.pool, nm, &model, &h[..m * d], m, act, &mut [(&model.weights.output, &mut logits[..m * nv])])?;
+            let Scratch { h, logits, act, ad, .. } = &mut self.s;
+            Self::linears(&self.pool, nm, &model, &h[..m * d], m, act, (usize::MAX, &[], ad), &mut [(&model.weights.output, &mut logits[..m * nv])])?;
         }
         Ok(&self.s.logits[..m * nv])
     }
@@ -301,7 +315,13 @@ impl Runner {
     /// `Y_j = X · W_jᵀ` for each (W_j, Y_j) of `outs`, all reading the same input `x` (`[t, n_in]`):
     /// the input is quantized once per activation format, then one parallel region computes every
     /// product, each thread taking a share of every matrix's rows.
-    fn linears(pool: &Pool, nm: Numerics, model: &Model, x: &[f32], t: usize, act: &mut Vec<u8>, outs: &mut [(&Linear, &mut [f32])]) -> Result<()> {
+    ///
+    /// `adapters` is (block index, adapter segments, scratch): each segment's adapters add their
+    /// terms to the rows it covers — down-projections `A·x` first (one parallel region, each
+    /// thread a share of every term's rank), then, in the same region as the base product, each
+    /// thread adds the up-projections of its own output columns.
+    #[allow(clippy::too_many_arguments)]
+    fn linears(pool: &Pool, nm: Numerics, model: &Model, x: &[f32], t: usize, act: &mut Vec<u8>, adapters: (usize, &[Segment], &mut Vec<f32>), outs: &mut [(&Linear, &mut [f32])]) -> Result<()> {
         let n = x.len() / t;
         let kq = quant::selected();
         let at = if nm == Numerics::F32 { QuantType::F32 } else { outs[0].0.ty.act_type() };
@@ -332,8 +352,28 @@ impl Runner {
         };
         let jobs: Vec<(&Linear, &[u8], SharedMut<f32>)> =
             outs.iter_mut().map(|(w, y)| (*w, model.bytes(w), SharedMut(y.as_mut_ptr()))).collect();
+        let (layer, segs, ad) = adapters;
+        let plan = AdapterPlan::build(layer, segs, &jobs.iter().map(|j| j.0).collect::<Vec<_>>(), model);
+        let ka = crate::kernels::adapter::selected();
+        if !plan.down.is_empty() {
+            let tp = SharedMut(grow(ad, plan.t_len).as_mut_ptr());
+            pool.run(|tid, nth| {
+                for u in &plan.down {
+                    let jr = split(u.r, tid, nth, 1);
+                    if jr.is_empty() {
+                        continue;
+                    }
+                    // SAFETY: unit u owns ad[u.t_off .. u.t_off + rows*r] (units are disjoint); this
+                    // thread writes only columns jr of each of its rows, disjoint from other threads'.
+                    let tu = unsafe { std::slice::from_raw_parts_mut(tp.get().add(u.t_off), u.rows.len() * u.r) };
+                    let tu = &mut tu[jr.start..];
+                    ka.down(&x[u.rows.start * n..u.rows.end * n], n, u.rows.len(), &u.a[jr.start * u.lda..], u.lda, jr.len(), u.n_in, tu, u.r);
+                }
+            });
+        }
+        let ad: &[f32] = &ad[..plan.t_len.min(ad.len())];
         pool.run(|tid, nth| {
-            for &(w, wb, y) in &jobs {
+            for (ji, &(w, wb, y)) in jobs.iter().enumerate() {
                 let r = split(w.n_out, tid, nth, ROW_ALIGN);
                 if r.is_empty() {
                     continue;
@@ -345,9 +385,142 @@ impl Runner {
                 unsafe {
                     kq.gemm_raw(w.ty, n, &wb[r.start * wrb..r.end * wrb], r.len(), xq, at == QuantType::F32, t, y.get().add(r.start), w.n_out);
                 }
+                for bs in plan.base_scale.iter().filter(|b| b.job == ji) {
+                    for i in bs.rows.clone() {
+                        for c in r.clone() {
+                            let f = 1.0 + bs.list.iter().map(|(cv, s)| s * (cv[c] - 1.0)).sum::<f32>();
+                            // SAFETY: element (i, c) is in this thread's column range r of the [t, n_out] output.
+                            unsafe { *y.get().add(i * w.n_out + c) *= f };
+                        }
+                    }
+                }
+                for u in plan.up.iter().filter(|u| u.job == ji) {
+                    let tu = &ad[u.t_off..u.t_off + u.rows.len() * u.r];
+                    // SAFETY: rows u.rows × columns r of the [t, n_out] output: this thread's columns.
+                    unsafe {
+                        ka.up_raw(tu, u.r, u.rows.len(), u.r, u.tscale, &u.bt[r.start..], u.ldb, r.len(), u.oscale.map(|o| &o[r.start..]), u.s, y.get().add(u.rows.start * w.n_out + r.start), w.n_out);
+                    }
+                }
             }
         });
         Ok(())
+    }
+}
+
+/// Consecutive batch rows computed with one adapter list (scales read once for the whole call).
+struct Segment {
+    rows: Range<usize>,
+    list: Vec<(Arc<Adapter>, f32)>,
+}
+
+/// Reads every sequence's adapter set once and groups consecutive rows that share one list, so a
+/// batch of sequences with the same adapters runs each adapter term as one matrix product.
+fn adapter_segments(seqs: &[SeqInput<'_>]) -> Vec<Segment> {
+    let mut segs: Vec<Segment> = Vec::new();
+    let mut i0 = 0;
+    for s in seqs {
+        let n = s.tokens.len();
+        let list: Vec<(Arc<Adapter>, f32)> =
+            s.cache.adapters().iter().map(|a| (a.adapter.clone(), a.effective_scale())).filter(|(_, sc)| *sc != 0.0).collect();
+        if !list.is_empty() && n > 0 {
+            let same = |p: &Segment| p.rows.end == i0 && p.list.len() == list.len() && p.list.iter().zip(&list).all(|(a, b)| Arc::ptr_eq(&a.0, &b.0) && a.1 == b.1);
+            match segs.last_mut() {
+                Some(p) if same(p) => p.rows.end = i0 + n,
+                _ => segs.push(Segment { rows: i0..i0 + n, list }),
+            }
+        }
+        i0 += n;
+    }
+    segs
+}
+
+/// One down-projection `T = X[rows]·Aᵀ` into the scratch at `t_off` (`[rows, r]`).
+struct DownUnit<'a> {
+    rows: Range<usize>,
+    a: &'a [f32],
+    lda: usize,
+    r: usize,
+    n_in: usize,
+    t_off: usize,
+}
+
+/// One up-projection `Y[rows] += s·oscale ⊙ (T·diag(tscale)·Bᵀ)` of output `job`.
+struct UpUnit<'a> {
+    job: usize,
+    rows: Range<usize>,
+    t_off: usize,
+    r: usize,
+    tscale: Option<&'a [f32]>,
+    bt: &'a [f32],
+    ldb: usize,
+    oscale: Option<&'a [f32]>,
+    s: f32,
+}
+
+/// DoRA's rescaling of output `job`'s base rows: `y *= 1 + Σ s·(c − 1)`.
+struct BaseScale<'a> {
+    job: usize,
+    rows: Range<usize>,
+    list: Vec<(&'a [f32], f32)>,
+}
+
+/// The adapter work of one `linears` call.
+struct AdapterPlan<'a> {
+    down: Vec<DownUnit<'a>>,
+    up: Vec<UpUnit<'a>>,
+    base_scale: Vec<BaseScale<'a>>,
+    t_len: usize,
+}
+
+impl<'a> AdapterPlan<'a> {
+    fn build(layer: usize, segs: &'a [Segment], jobs: &[&Linear], model: &Model) -> AdapterPlan<'a> {
+        let mut p = AdapterPlan { down: Vec::new(), up: Vec::new(), base_scale: Vec::new(), t_len: 0 };
+        if segs.is_empty() || layer >= model.weights.blocks.len() {
+            return p;
+        }
+        let blk = &model.weights.blocks[layer];
+        let kinds: Vec<Option<LinearKind>> =
+            jobs.iter().map(|w| LinearKind::ALL.into_iter().find(|&k| std::ptr::eq(*w, blk.linear(k)))).collect();
+        for seg in segs {
+            let m = seg.rows.len();
+            for (adapter, s) in &seg.list {
+                let mut vera_t: Option<(*const crate::adapter::VeraShared, usize)> = None;
+                for (ji, kind) in kinds.iter().enumerate() {
+                    let Some(term) = kind.and_then(|k| adapter.term(layer, k)) else { continue };
+                    match term {
+                        Term::LowRank(lr) | Term::Dora(crate::adapter::Dora { lora: lr, .. }) => {
+                            let t_off = p.t_len;
+                            p.t_len += m * lr.r;
+                            p.down.push(DownUnit { rows: seg.rows.clone(), a: &lr.a, lda: lr.n_in, r: lr.r, n_in: lr.n_in, t_off });
+                            let oscale = if let Term::Dora(d) = term { Some(&d.c[..]) } else { None };
+                            p.up.push(UpUnit { job: ji, rows: seg.rows.clone(), t_off, r: lr.r, tscale: None, bt: &lr.bt, ldb: lr.n_out, oscale, s: s * lr.scale });
+                            if let Term::Dora(d) = term {
+                                match p.base_scale.iter_mut().find(|b| b.job == ji && b.rows == seg.rows) {
+                                    Some(b) => b.list.push((&d.c, *s)),
+                                    None => p.base_scale.push(BaseScale { job: ji, rows: seg.rows.clone(), list: vec![(&d.c, *s)] }),
+                                }
+                            }
+                        }
+                        Term::Vera(v) => {
+                            let sh = &*v.shared;
+                            // Â·x once per layer input: every projection of this call reads the same x.
+                            let t_off = match vera_t {
+                                Some((ptr, off)) if std::ptr::eq(ptr, sh) => off,
+                                _ => {
+                                    let off = p.t_len;
+                                    p.t_len += m * sh.r;
+                                    p.down.push(DownUnit { rows: seg.rows.clone(), a: &sh.a, lda: sh.max_in, r: sh.r, n_in: v.n_in, t_off: off });
+                                    vera_t = Some((sh, off));
+                                    off
+                                }
+                            };
+                            p.up.push(UpUnit { job: ji, rows: seg.rows.clone(), t_off, r: sh.r, tscale: Some(&v.lambda_d), bt: &sh.bt, ldb: sh.max_out, oscale: Some(&v.lambda_b), s: *s });
+                        }
+                    }
+                }
+            }
+        }
+        p
     }
 }
 

@@ -1,4 +1,5 @@
 //! Per-sequence key/value cache: f16 as llama.cpp stores it, or f32 for graft's fp32 numerics.
+use crate::adapter::AdapterSet;
 use super::config::Config;
 use super::forward::Numerics;
 use half::f16;
@@ -14,6 +15,7 @@ pub struct KvCache {
     k32: Vec<Vec<f32>>,
     v32: Vec<Vec<f32>>,
     len: usize,
+    adapters: AdapterSet,
 }
 
 /// One layer's keys or values in the cache's element type.
@@ -26,6 +28,17 @@ pub(crate) enum KvRows<'a> {
 }
 
 impl KvCache {
+    /// The adapters this sequence's next tokens are computed with (read once per forward call).
+    pub fn adapters(&self) -> &AdapterSet {
+        &self.adapters
+    }
+
+    /// Replaces the sequence's adapter set; it takes effect at the next forward call. Other
+    /// sequences keep theirs.
+    pub fn set_adapters(&mut self, set: AdapterSet) {
+        self.adapters = set;
+    }
+
     /// An empty f16 cache for a model of this shape (the default numerics).
     pub fn new(cfg: &Config) -> KvCache {
         KvCache::with_numerics(cfg, Numerics::Q8)
@@ -45,6 +58,7 @@ impl KvCache {
             k32: vec![Vec::new(); f32_layers],
             v32: vec![Vec::new(); f32_layers],
             len: 0,
+            adapters: AdapterSet::none(),
         }
     }
 

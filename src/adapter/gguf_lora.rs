@@ -1,0 +1,118 @@
+//! llama.cpp's GGUF LoRA format: `general.type = adapter`, `adapter.type = lora`,
+//! `adapter.lora.alpha`, and per adapted weight `<tensor>.lora_a` (ggml dims `[n_in, r]`, i.e. `A`
+//! `[r, n_in]` row-major) and `<tensor>.lora_b` (ggml dims `[r, n_out]`, i.e. `B` `[n_out, r]`).
+//! The scale is `alpha / r` (1 when alpha is 0), as llama.cpp applies it.
+use super::methods::lora::LoraLayer;
+use super::methods::LayerMethod;
+use super::Adapter;
+use crate::format::gguf::{Gguf, TensorInfo, Value};
+use crate::format::gguf_write::GgufWriter;
+use crate::kernels::quant;
+use crate::model::LinearKind;
+use crate::quant::QuantType;
+use crate::{Error, Result};
+use std::path::Path;
+
+/// Reads a GGUF LoRA for a model of `n_layers` blocks. Shapes are checked against the base by
+/// [`Adapter::check_fits`].
+pub fn read(path: &Path, n_layers: usize) -> Result<Adapter> {
+    let g = Gguf::open(path)?;
+    let file = g.file_name().to_string();
+    match g.get_opt_str("general.type")? {
+        Some("adapter") => {}
+        other => return Err(Error::format(&file, "general.type", format!("{other:?}, expected \"adapter\""))),
+    }
+    match g.get_opt_str("adapter.type")? {
+        Some("lora") => {}
+        other => return Err(Error::format(&file, "adapter.type", format!("{other:?}, expected \"lora\""))),
+    }
+    let alpha = g.get_opt_f32("adapter.lora.alpha")?.unwrap_or(0.0);
+    if !alpha.is_finite() {
+        return Err(Error::format(&file, "adapter.lora.alpha", "not finite"));
+    }
+    let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("adapter");
+    let mut ad = Adapter::empty(name, "lora", &file, n_layers);
+    ad.hyper.insert("alpha".into(), alpha.to_string());
+    let kq = quant::selected();
+    let read_mat = |t: &TensorInfo| -> Result<Vec<f32>> {
+        if t.dims.len() != 2 {
+            return Err(Error::format(&file, &t.name, format!("{} dimensions, expected 2", t.dims.len())));
+        }
+        let (cols, rows) = (t.row_len(), t.n_rows());
+        let mut out = vec![0f32; cols * rows];
+        let data = g.tensor_data(t);
+        let rb = data.len() / rows.max(1);
+        for r in 0..rows {
+            kq.dequantize_row(t.ty, &data[r * rb..(r + 1) * rb], &mut out[r * cols..(r + 1) * cols]).map_err(|e| Error::format(&file, &t.name, e.to_string()))?;
+        }
+        if let Some(i) = out.iter().position(|v| !v.is_finite()) {
+            return Err(Error::format(&file, &t.name, format!("non-finite value at element {i}")));
+        }
+        Ok(out)
+    };
+    for t in g.tensors() {
+        let Some(stem) = t.name.strip_suffix(".lora_a") else {
+            if !t.name.ends_with(".lora_b") {
+                return Err(Error::format(&file, &t.name, "not a .lora_a / .lora_b tensor"));
+            }
+            continue;
+        };
+        let (layer, kind) = parse_target(stem).ok_or_else(|| Error::format(&file, &t.name, "not blk.<n>.<attn_q|attn_k|attn_v|attn_output|ffn_gate|ffn_up|ffn_down>.weight"))?;
+        if layer >= n_layers {
+            return Err(Error::format(&file, &t.name, format!("block {layer}, the model has {n_layers}")));
+        }
+        let bname = format!("{stem}.lora_b");
+        let tb = g.tensor(&bname).ok_or_else(|| Error::format(&file, &bname, "missing (its lora_a is present)"))?;
+        let (n_in, r) = (t.row_len(), t.n_rows());
+        if tb.dims.len() != 2 || tb.row_len() != r || r == 0 {
+            return Err(Error::format(&file, &bname, format!("dims {:?} do not match lora_a's rank {r}", tb.dims)));
+        }
+        let n_out = tb.n_rows();
+        let a = read_mat(t)?;
+        let b = read_mat(tb)?;
+        let scale = if alpha == 0.0 { 1.0 } else { alpha / r as f32 };
+        let layer_p = LoraLayer { r, n_in, n_out, a, b, scale };
+        ad.trainable_params += layer_p.trainable_params();
+        ad.layers[layer][kind as usize] = Some(layer_p.to_term());
+    }
+    for t in g.tensors().iter().filter(|t| t.name.ends_with(".lora_b")) {
+        let a = t.name.replace(".lora_b", ".lora_a");
+        if g.tensor(&a).is_none() {
+            return Err(Error::format(&file, &t.name, "its lora_a is missing"));
+        }
+    }
+    if ad.n_terms() == 0 {
+        return Err(Error::format(&file, "tensors", "no .lora_a / .lora_b pairs"));
+    }
+    Ok(ad)
+}
+
+/// `blk.<n>.<name>.weight` → (n, kind).
+pub fn parse_target(stem: &str) -> Option<(usize, LinearKind)> {
+    let rest = stem.strip_prefix("blk.")?.strip_suffix(".weight")?;
+    let (n, name) = rest.split_once('.')?;
+    let layer = n.parse().ok()?;
+    let kind = LinearKind::ALL.into_iter().find(|k| k.gguf_name() == name)?;
+    Some((layer, kind))
+}
+
+/// Writes `layers` (LoRA factors per block and projection) as a GGUF LoRA with `alpha = r` per
+/// layer's own rank folded into `B` (scale 1 at load: alpha 0 means scale 1 in llama.cpp).
+pub fn write(path: &Path, layers: &[(usize, LinearKind, LoraLayer)]) -> Result<()> {
+    let mut w = GgufWriter::new();
+    w.add_kv("general.architecture", Value::Str("llama".into()));
+    w.add_kv("general.type", Value::Str("adapter".into()));
+    w.add_kv("adapter.type", Value::Str("lora".into()));
+    // All ranks equal: alpha = r gives scale 1; mixed ranks: alpha 0 (scale 1 in llama.cpp too).
+    let ranks: std::collections::BTreeSet<usize> = layers.iter().map(|l| l.2.r).collect();
+    let alpha = if ranks.len() == 1 { *ranks.iter().next().unwrap() as f32 } else { 0.0 };
+    w.add_kv("adapter.lora.alpha", Value::F32(alpha));
+    let f32_bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    for (l, kind, p) in layers {
+        let stem = format!("blk.{l}.{}.weight", kind.gguf_name());
+        let b: Vec<f32> = p.b.iter().map(|v| v * p.scale).collect();
+        w.add_tensor(&format!("{stem}.lora_a"), &[p.n_in as u64, p.r as u64], QuantType::F32, f32_bytes(&p.a))?;
+        w.add_tensor(&format!("{stem}.lora_b"), &[p.r as u64, p.n_out as u64], QuantType::F32, f32_bytes(&b))?;
+    }
+    w.write_to(path)
+}
