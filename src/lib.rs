@@ -13,5 +13,6 @@ pub mod kernels;
 pub mod model;
 pub mod pool;
 pub mod quant;
+pub mod requant;
 
 pub use error::{Error, Result};

@@ -1,6 +1,6 @@
 //! The `graft` command line: run, perplexity, bench, inspect.
 use clap::{Parser, Subcommand};
-use graft::adapter::Registry;
+use graft::adapter::{self, Registry};
 use graft::model::generate::{generate, perplexity};
 use graft::model::sampler::Sampler;
 use graft::model::{Logits, Model, Numerics, Runner, SeqInput};
@@ -105,10 +105,32 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Metadata and tensor table of a GGUF or safetensors file.
+    /// Metadata and tensor table of a GGUF or safetensors file; for an adapter (GGUF LoRA, graft
+    /// file or PEFT directory) its method, shapes, parameters and the base it was made for.
     Inspect {
-        /// The file
+        /// The file or PEFT directory
         file: PathBuf,
+    },
+    /// Converts an adapter to graft's format, a PEFT directory or a GGUF LoRA.
+    Export {
+        /// The adapter (GGUF LoRA, graft file or PEFT directory)
+        adapter: PathBuf,
+        /// Output format: graft, peft or gguf-lora
+        #[arg(long = "to")]
+        to: String,
+        /// Output file (directory for peft)
+        #[arg(short = 'o', long = "output")]
+        out: PathBuf,
+        #[command(flatten)]
+        m: ModelArgs,
+    },
+    /// Folds adapters into a copy of the model (re-quantizing quantized weights; K-quants to Q8_0).
+    Merge {
+        #[command(flatten)]
+        m: ModelArgs,
+        /// Output GGUF file
+        #[arg(short = 'o', long = "output")]
+        out: PathBuf,
     },
 }
 
@@ -310,11 +332,103 @@ fn run(cli: Cli) -> Result<(), String> {
             }
         }
         Cmd::Inspect { file } => {
-            let report = graft::format::inspect::inspect(&file).map_err(|e| e.to_string())?;
-            print!("{report}");
+            if let Some(report) = inspect_adapter(&file)? {
+                print!("{report}");
+            } else {
+                let report = graft::format::inspect::inspect(&file).map_err(|e| e.to_string())?;
+                print!("{report}");
+            }
+        }
+        Cmd::Export { adapter, to, out, m } => {
+            let native = adapter::load::read_native(&adapter).map_err(|e| e.to_string())?;
+            let path = model_path(&m);
+            let model = Model::load(&path).map_err(|e| e.to_string())?;
+            let t0 = Instant::now();
+            match to.as_str() {
+                "graft" => {
+                    let mut n = native.clone();
+                    // Check it fits, and record the base it was made for.
+                    n.build(adapter::load::name_of(&adapter), &model).map_err(|e| e.to_string())?;
+                    n.base_fingerprint = Some(model.fingerprint());
+                    adapter::graft_format::write(&out, &n).map_err(|e| e.to_string())?;
+                }
+                "peft" => {
+                    native.build(adapter::load::name_of(&adapter), &model).map_err(|e| e.to_string())?;
+                    let n = native.with_qk_rows("hf", model.config.n_head, model.config.n_head_kv).map_err(|e| e.to_string())?;
+                    adapter::peft::write(&out, &n, path.file_name().and_then(|s| s.to_str())).map_err(|e| e.to_string())?;
+                }
+                "gguf-lora" => {
+                    let ad = native.build(adapter::load::name_of(&adapter), &model).map_err(|e| e.to_string())?;
+                    let layers = adapter::native::fold_to_lora(&ad).map_err(|e| e.to_string())?;
+                    adapter::gguf_lora::write(&out, &layers).map_err(|e| e.to_string())?;
+                }
+                t => return Err(format!("--to {t:?}: expected graft, peft or gguf-lora")),
+            }
+            eprintln!("graft: wrote {} ({to}) in {:.0} ms", out.display(), t0.elapsed().as_secs_f64() * 1e3);
+        }
+        Cmd::Merge { m, out } => {
+            if m.adapters.is_empty() {
+                return Err("merge needs at least one -a ADAPTER".into());
+            }
+            let model = Arc::new(Model::load(model_path(&m)).map_err(|e| e.to_string())?);
+            let mut list = Vec::new();
+            for a in &m.adapters {
+                let (p, s) = parse_adapter_arg(a)?;
+                list.push((Arc::new(adapter::load::load(&p, &model).map_err(|e| e.to_string())?), s));
+            }
+            let t0 = Instant::now();
+            let r = adapter::merge::merge(&model, &list, &out).map_err(|e| e.to_string())?;
+            eprintln!("graft: merged {} matrices into {} in {:.1} s", r.merged, out.display(), t0.elapsed().as_secs_f64());
+            println!(
+                "merged={} delta_rms={:.6e} requant_rms={:.6e} requant_over_delta={:.4} retyped_to_q8_0={}",
+                r.merged,
+                r.delta_rms,
+                r.requant_rms,
+                if r.delta_rms > 0.0 { r.requant_rms / r.delta_rms } else { 0.0 },
+                r.retyped
+            );
         }
     }
     Ok(())
+}
+
+/// The report of `graft inspect` for an adapter, or `None` when `file` is not one.
+fn inspect_adapter(file: &std::path::Path) -> Result<Option<String>, String> {
+    use std::fmt::Write as _;
+    let is_adapter = file.is_dir()
+        || adapter::graft_format::is_graft_file(file)
+        || graft::format::gguf::Gguf::open(file).is_ok_and(|g| g.get("general.type").and_then(|v| v.as_str()) == Some("adapter"));
+    if !is_adapter {
+        return Ok(None);
+    }
+    let n = adapter::load::read_native(file).map_err(|e| e.to_string())?;
+    let mut s = String::new();
+    let _ = writeln!(s, "adapter: {}", file.display());
+    let _ = writeln!(s, "method: {}", n.method);
+    for (k, v) in &n.hyper {
+        let _ = writeln!(s, "hyper.{k}: {v}");
+    }
+    let _ = writeln!(s, "base: {}", n.base_fingerprint.as_deref().unwrap_or("(not recorded)"));
+    let targets = adapter::native::targets(&n.tensors, &n.source).map_err(|e| e.to_string())?;
+    let _ = writeln!(s, "adapted matrices: {}", targets.len());
+    let stored: usize = n.tensors.values().map(|(_, v)| v.len()).sum();
+    let _ = writeln!(s, "stored parameters: {stored}");
+    if let Ok(model) = Model::load(model_path(&ModelArgs { model: None, threads: 1, numerics: Numerics::Q8, adapters: vec![] })) {
+        match n.build(adapter::load::name_of(file), &model) {
+            Ok(a) => {
+                let _ = writeln!(s, "trainable parameters: {}", a.trainable_params);
+                let _ = writeln!(s, "fits the default model: yes ({})", model.fingerprint());
+            }
+            Err(e) => {
+                let _ = writeln!(s, "fits the default model: no ({e})");
+            }
+        }
+    }
+    let _ = writeln!(s, "{:<48} {:>14}", "tensor", "shape");
+    for (k, (shape, _)) in &n.tensors {
+        let _ = writeln!(s, "{k:<48} {:>14}", format!("{shape:?}"));
+    }
+    Ok(Some(s))
 }
 
 fn main() -> ExitCode {

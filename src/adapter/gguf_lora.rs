@@ -3,8 +3,8 @@
 //! `[r, n_in]` row-major) and `<tensor>.lora_b` (ggml dims `[r, n_out]`, i.e. `B` `[n_out, r]`).
 //! The scale is `alpha / r` (1 when alpha is 0), as llama.cpp applies it.
 use super::methods::lora::LoraLayer;
-use super::methods::LayerMethod;
-use super::Adapter;
+use super::methods::{Hyper, Tensors};
+use super::native::NativeAdapter;
 use crate::format::gguf::{Gguf, TensorInfo, Value};
 use crate::format::gguf_write::GgufWriter;
 use crate::kernels::quant;
@@ -13,9 +13,10 @@ use crate::quant::QuantType;
 use crate::{Error, Result};
 use std::path::Path;
 
-/// Reads a GGUF LoRA for a model of `n_layers` blocks. Shapes are checked against the base by
-/// [`Adapter::check_fits`].
-pub fn read(path: &Path, n_layers: usize) -> Result<Adapter> {
+/// Reads a GGUF LoRA into LoRA's native tensors (`blk.<l>.<linear>.lora_a` `[r, n_in]`,
+/// `.lora_b` `[n_out, r]`, hyper-parameter `alpha`). llama.cpp's alpha 0 (scale 1) becomes alpha 1
+/// with each `B` multiplied by its rank.
+pub fn read(path: &Path) -> Result<NativeAdapter> {
     let g = Gguf::open(path)?;
     let file = g.file_name().to_string();
     match g.get_opt_str("general.type")? {
@@ -30,9 +31,6 @@ pub fn read(path: &Path, n_layers: usize) -> Result<Adapter> {
     if !alpha.is_finite() {
         return Err(Error::format(&file, "adapter.lora.alpha", "not finite"));
     }
-    let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("adapter");
-    let mut ad = Adapter::empty(name, "lora", &file, n_layers);
-    ad.hyper.insert("alpha".into(), alpha.to_string());
     let kq = quant::selected();
     let read_mat = |t: &TensorInfo| -> Result<Vec<f32>> {
         if t.dims.len() != 2 {
@@ -50,17 +48,18 @@ pub fn read(path: &Path, n_layers: usize) -> Result<Adapter> {
         }
         Ok(out)
     };
+    let mut tensors = Tensors::new();
     for t in g.tensors() {
         let Some(stem) = t.name.strip_suffix(".lora_a") else {
-            if !t.name.ends_with(".lora_b") {
+            let Some(stem) = t.name.strip_suffix(".lora_b") else {
                 return Err(Error::format(&file, &t.name, "not a .lora_a / .lora_b tensor"));
+            };
+            if g.tensor(&format!("{stem}.lora_a")).is_none() {
+                return Err(Error::format(&file, &t.name, "its lora_a is missing"));
             }
             continue;
         };
-        let (layer, kind) = parse_target(stem).ok_or_else(|| Error::format(&file, &t.name, "not blk.<n>.<attn_q|attn_k|attn_v|attn_output|ffn_gate|ffn_up|ffn_down>.weight"))?;
-        if layer >= n_layers {
-            return Err(Error::format(&file, &t.name, format!("block {layer}, the model has {n_layers}")));
-        }
+        let (layer, kind) = parse_target(stem).ok_or_else(|| Error::format(&file, &t.name, "not blk.<n>.<attn_q|attn_k|attn_v|attn_output|ffn_gate|ffn_up|ffn_down>.weight.lora_a"))?;
         let bname = format!("{stem}.lora_b");
         let tb = g.tensor(&bname).ok_or_else(|| Error::format(&file, &bname, "missing (its lora_a is present)"))?;
         let (n_in, r) = (t.row_len(), t.n_rows());
@@ -69,22 +68,20 @@ pub fn read(path: &Path, n_layers: usize) -> Result<Adapter> {
         }
         let n_out = tb.n_rows();
         let a = read_mat(t)?;
-        let b = read_mat(tb)?;
-        let scale = if alpha == 0.0 { 1.0 } else { alpha / r as f32 };
-        let layer_p = LoraLayer { r, n_in, n_out, a, b, scale };
-        ad.trainable_params += layer_p.trainable_params();
-        ad.layers[layer][kind as usize] = Some(layer_p.to_term());
-    }
-    for t in g.tensors().iter().filter(|t| t.name.ends_with(".lora_b")) {
-        let a = t.name.replace(".lora_b", ".lora_a");
-        if g.tensor(&a).is_none() {
-            return Err(Error::format(&file, &t.name, "its lora_a is missing"));
+        let mut b = read_mat(tb)?;
+        if alpha == 0.0 {
+            b.iter_mut().for_each(|v| *v *= r as f32);
         }
+        let p = format!("blk.{layer}.{}", kind.gguf_name());
+        tensors.insert(format!("{p}.lora_a"), (vec![r, n_in], a));
+        tensors.insert(format!("{p}.lora_b"), (vec![n_out, r], b));
     }
-    if ad.n_terms() == 0 {
+    if tensors.is_empty() {
         return Err(Error::format(&file, "tensors", "no .lora_a / .lora_b pairs"));
     }
-    Ok(ad)
+    let mut hyper = Hyper::new();
+    hyper.insert("alpha".into(), if alpha == 0.0 { "1".into() } else { alpha.to_string() });
+    Ok(NativeAdapter { method: "lora".into(), hyper, base_fingerprint: None, tensors, source: file })
 }
 
 /// `blk.<n>.<name>.weight` → (n, kind).

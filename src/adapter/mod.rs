@@ -6,8 +6,12 @@
 //! in its [`AdapterSet`] (each with a scale), and every forward call reads that set once, so each
 //! token is computed with one consistent set while other threads load, rescale or unload adapters.
 pub mod gguf_lora;
+pub mod graft_format;
 pub mod load;
+pub mod merge;
 pub mod methods;
+pub mod native;
+pub mod peft;
 pub mod registry;
 pub mod term;
 

@@ -45,8 +45,9 @@ pub struct VeraShared {
     pub max_in: usize,
     /// Widest output of the targeted layers (rows of `B`).
     pub max_out: usize,
-    /// `A`, `[r, max_in]`; a layer with `n_in` inputs uses its first `n_in` columns.
-    pub a: Vec<f32>,
+    /// `A`, `[r, max_in]`; a layer with `n_in` inputs uses its first `n_in` columns. Shared (`Arc`)
+    /// with row-permuted variants of the same projections, so `Â·x` is computed once for all.
+    pub a: Arc<[f32]>,
     /// `Bᵀ`, `[r, max_out]`; a layer with `n_out` outputs uses the first `n_out` rows of `B`.
     pub bt: Vec<f32>,
 }

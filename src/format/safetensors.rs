@@ -14,6 +14,8 @@ pub struct StTensor {
     pub shape: Vec<usize>,
     /// Bytes of data.
     pub n_bytes: usize,
+    /// Offset of the data from the start of the file.
+    pub offset: usize,
 }
 
 /// Tensor table and metadata of a parsed header.
@@ -47,7 +49,14 @@ impl SafeTensorsFile {
         let mut tensors: Vec<StTensor> = st
             .tensors()
             .into_iter()
-            .map(|(n, v)| StTensor { name: n, dtype: format!("{:?}", v.dtype()), shape: v.shape().to_vec(), n_bytes: v.data().len() })
+            .map(|(n, v)| StTensor {
+                name: n,
+                dtype: format!("{:?}", v.dtype()),
+                shape: v.shape().to_vec(),
+                n_bytes: v.data().len(),
+                // The view's data lies inside `bytes` (the crate checked its range).
+                offset: v.data().as_ptr() as usize - bytes.as_ptr() as usize,
+            })
             .collect();
         tensors.sort_by(|a, b| a.name.cmp(&b.name));
         Ok((tensors, metadata))
@@ -67,11 +76,8 @@ impl SafeTensorsFile {
     }
     /// A tensor's bytes (a view into the map).
     pub fn tensor_data(&self, name: &str) -> Result<&[u8]> {
-        let st = safetensors::SafeTensors::deserialize(&self.map).map_err(|e| Error::format(&self.name, "header", e.to_string()))?;
-        let v = st.tensor(name).map_err(|e| Error::format(&self.name, name, e.to_string()))?;
-        let d = v.data();
-        // Convert the borrow of `st` back to a borrow of the map: `d` points inside `self.map`.
-        let off = d.as_ptr() as usize - self.map.as_ptr() as usize;
-        Ok(&self.map[off..off + d.len()])
+        let i = self.tensors.binary_search_by(|t| t.name.as_str().cmp(name)).map_err(|_| Error::format(&self.name, name, "no such tensor"))?;
+        let t = &self.tensors[i];
+        Ok(&self.map[t.offset..t.offset + t.n_bytes])
     }
 }

@@ -484,7 +484,7 @@ impl<'a> AdapterPlan<'a> {
         for seg in segs {
             let m = seg.rows.len();
             for (adapter, s) in &seg.list {
-                let mut vera_t: Option<(*const crate::adapter::VeraShared, usize)> = None;
+                let mut vera_t: Option<(*const f32, usize)> = None;
                 for (ji, kind) in kinds.iter().enumerate() {
                     let Some(term) = kind.and_then(|k| adapter.term(layer, k)) else { continue };
                     match term {
@@ -505,12 +505,12 @@ impl<'a> AdapterPlan<'a> {
                             let sh = &*v.shared;
                             // Â·x once per layer input: every projection of this call reads the same x.
                             let t_off = match vera_t {
-                                Some((ptr, off)) if std::ptr::eq(ptr, sh) => off,
+                                Some((ptr, off)) if std::ptr::eq(ptr, sh.a.as_ptr()) => off,
                                 _ => {
                                     let off = p.t_len;
                                     p.t_len += m * sh.r;
                                     p.down.push(DownUnit { rows: seg.rows.clone(), a: &sh.a, lda: sh.max_in, r: sh.r, n_in: v.n_in, t_off: off });
-                                    vera_t = Some((sh, off));
+                                    vera_t = Some((sh.a.as_ptr(), off));
                                     off
                                 }
                             };

@@ -7,7 +7,7 @@ use crate::{Error, Result};
 use std::ops::Range;
 
 /// Which projection of a block a linear layer is (also how adapters name their targets).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum LinearKind {
     /// Query projection `attn_q`.
     Q,

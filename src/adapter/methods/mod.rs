@@ -9,7 +9,9 @@ use super::term::Term;
 use crate::Result;
 use std::collections::BTreeMap;
 
+pub mod dora;
 pub mod lora;
+pub mod vera;
 
 /// Hyper-parameters of a method as recorded in a file's metadata (string keys and values).
 pub type Hyper = BTreeMap<String, String>;

@@ -1,0 +1,258 @@
+//! An adapter in its method's own parameters (what files store and training updates), and its
+//! compilation into runtime [`Term`]s for one base model.
+//!
+//! Tensor names: `blk.<layer>.<linear>.<param>` with `<linear>` the GGUF name (`attn_q`, ...),
+//! and `shared.<param>` for tensors shared by all layers (VeRA's projections, ...).
+use super::methods::dora::DoraLayer;
+use super::methods::lora::LoraLayer;
+use super::methods::vera::{VeraLayer};
+use super::methods::{Hyper, LayerMethod, Tensors};
+use super::term::VeraShared;
+use super::Adapter;
+use crate::kernels::quant;
+use crate::model::{LinearKind, Model};
+use crate::{Error, Result};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// An adapter's native parameters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NativeAdapter {
+    /// Method name (`lora`, `rslora`, `dora`, `vera`, ...).
+    pub method: String,
+    /// Hyper-parameters (strings, as files record them).
+    pub hyper: Hyper,
+    /// Fingerprint of the base it was made for, if known.
+    pub base_fingerprint: Option<String>,
+    /// The tensors.
+    pub tensors: Tensors,
+    /// Where it came from (for errors).
+    pub source: String,
+}
+
+/// The (block, projection) pairs that have tensors, from `blk.<l>.<linear>.<param>` names.
+pub fn targets(t: &Tensors, file: &str) -> Result<BTreeSet<(usize, LinearKind)>> {
+    let mut out = BTreeSet::new();
+    for name in t.keys() {
+        if name.starts_with("shared.") {
+            continue;
+        }
+        let parsed = (|| {
+            let rest = name.strip_prefix("blk.")?;
+            let (l, rest) = rest.split_once('.')?;
+            let (lin, _param) = rest.split_once('.')?;
+            let kind = LinearKind::ALL.into_iter().find(|k| k.gguf_name() == lin)?;
+            Some((l.parse::<usize>().ok()?, kind))
+        })();
+        out.insert(parsed.ok_or_else(|| Error::format(file, name, "not blk.<layer>.<linear>.<param> or shared.<param>"))?);
+    }
+    Ok(out)
+}
+
+impl NativeAdapter {
+    /// Trainable parameters and runtime terms for `model`. Errors name the file and tensor.
+    pub fn build(&self, name: &str, model: &Model) -> Result<Adapter> {
+        let file = &self.source;
+        let n_layers = model.weights.blocks.len();
+        let mut ad = Adapter::empty(name, &self.method, file, n_layers);
+        ad.hyper = self.hyper.clone();
+        ad.base_fingerprint = self.base_fingerprint.clone();
+        let tg = targets(&self.tensors, file)?;
+        if tg.is_empty() {
+            return Err(Error::format(file, "tensors", "no adapted layer"));
+        }
+        let vera_shared = if self.method == "vera" { Some(Arc::new(VeraShared::load(&self.tensors, file)?)) } else { None };
+        // PEFT files keep attn_q / attn_k rows in the HF order; GGUF permutes them for its RoPE.
+        let hf_rows = match self.hyper.get("qk_rows").map(String::as_str) {
+            None | Some("gguf") => false,
+            Some("hf") => true,
+            Some(v) => return Err(Error::format(file, "qk_rows", format!("{v:?}, expected \"hf\" or \"gguf\""))),
+        };
+        let mut perm_cache: Vec<(usize, Arc<VeraShared>)> = Vec::new();
+        for &(l, kind) in &tg {
+            let prefix = format!("blk.{l}.{}", kind.gguf_name());
+            if l >= n_layers {
+                return Err(Error::model(file, &prefix, format!("block {l}, the model has {n_layers}")));
+            }
+            let w = model.weights.blocks[l].linear(kind);
+            let (ni, no) = (w.n_in, w.n_out);
+            let (term, params) = match self.method.as_str() {
+                "lora" | "rslora" | "ffa-lora" => one::<LoraLayer>(&prefix, self, ni, no)?,
+                "dora" => {
+                    let mut d = DoraLayer::load(&prefix, &self.tensors, &self.hyper, ni, no, file)?;
+                    d.bind(&dequantize(model, l, kind)?);
+                    (d.to_term(), d.trainable_params())
+                }
+                "vera" => {
+                    let v = VeraLayer::load_with(vera_shared.clone().unwrap(), &prefix, &self.tensors, ni, no, file)?;
+                    (v.to_term(), v.trainable_params())
+                }
+                m => return Err(Error::format(file, "method", format!("unknown adapter method {m:?}"))),
+            };
+            let term = match (hf_rows, kind) {
+                (true, LinearKind::Q) => permute_rows(term, model.config.n_head, &mut perm_cache),
+                (true, LinearKind::K) => permute_rows(term, model.config.n_head_kv, &mut perm_cache),
+                _ => term,
+            };
+            ad.trainable_params += params;
+            ad.layers[l][kind as usize] = Some(term);
+        }
+        ad.check_fits(model)?;
+        Ok(ad)
+    }
+}
+
+/// For each GGUF row of a projection with `n_heads` heads of `n_out / n_heads` rows, the HF row
+/// it comes from: llama.cpp's converter interleaves the two halves of each head (for its RoPE).
+pub fn qk_perm(n_out: usize, n_heads: usize) -> Vec<usize> {
+    let hd = n_out / n_heads;
+    let half = hd / 2;
+    let mut p = vec![0usize; n_out];
+    for h in 0..n_heads {
+        for i in 0..half {
+            for s in 0..2 {
+                p[h * hd + 2 * i + s] = h * hd + s * half + i;
+            }
+        }
+    }
+    p
+}
+
+/// The term with its output rows reordered from HF to GGUF order (`out[g] = in[perm[g]]`).
+fn permute_rows(term: super::Term, n_heads: usize, cache: &mut Vec<(usize, Arc<VeraShared>)>) -> super::Term {
+    use super::Term;
+    let perm = qk_perm(term.n_out(), n_heads);
+    let cols = |bt: &[f32], ld: usize, r: usize| -> Vec<f32> {
+        let mut out = bt.to_vec();
+        for j in 0..r {
+            for (g, &h) in perm.iter().enumerate() {
+                out[j * ld + g] = bt[j * ld + h];
+            }
+        }
+        out
+    };
+    let vec = |v: &[f32]| -> Vec<f32> { perm.iter().map(|&h| v[h]).collect() };
+    match term {
+        Term::LowRank(mut t) => {
+            t.bt = cols(&t.bt, t.n_out, t.r);
+            Term::LowRank(t)
+        }
+        Term::Dora(mut t) => {
+            t.lora.bt = cols(&t.lora.bt, t.lora.n_out, t.lora.r);
+            t.c = vec(&t.c);
+            Term::Dora(t)
+        }
+        Term::Vera(mut t) => {
+            // B̂ is the first n_out rows of the shared B: a permuted copy per (n_out, heads), sharing A.
+            let key = t.n_out * 1_000_003 + n_heads;
+            let sh = match cache.iter().find(|(k, _)| *k == key) {
+                Some((_, s)) => s.clone(),
+                None => {
+                    let mut s = (*t.shared).clone();
+                    let permuted = cols(&s.bt, s.max_out, s.r);
+                    s.bt = permuted;
+                    let s = Arc::new(s);
+                    cache.push((key, s.clone()));
+                    s
+                }
+            };
+            t.shared = sh;
+            t.lambda_b = vec(&t.lambda_b);
+            Term::Vera(t)
+        }
+    }
+}
+
+fn one<M: LayerMethod>(prefix: &str, n: &NativeAdapter, ni: usize, no: usize) -> Result<(super::Term, usize)> {
+    let m = M::load(prefix, &n.tensors, &n.hyper, ni, no, &n.source)?;
+    Ok((m.to_term(), m.trainable_params()))
+}
+
+/// The base weight of block `l`'s projection `kind`, dequantized to f32 (`[n_out, n_in]`).
+pub fn dequantize(model: &Model, l: usize, kind: LinearKind) -> Result<Vec<f32>> {
+    let w = model.weights.blocks[l].linear(kind);
+    let bytes = model.bytes(w);
+    let rb = w.row_bytes();
+    let mut out = vec![0f32; w.n_in * w.n_out];
+    let kq = quant::selected();
+    for r in 0..w.n_out {
+        kq.dequantize_row(w.ty, &bytes[r * rb..(r + 1) * rb], &mut out[r * w.n_in..(r + 1) * w.n_in])?;
+    }
+    Ok(out)
+}
+
+impl NativeAdapter {
+    /// The same adapter with `attn_q` / `attn_k` output rows in `target` order (`hf` or `gguf`),
+    /// for a model with `n_head` query and `n_head_kv` key heads. VeRA's shared `B` cannot be
+    /// reordered for two projections only, so VeRA stays in HF order (its files always are).
+    pub fn with_qk_rows(&self, target: &str, n_head: usize, n_head_kv: usize) -> Result<NativeAdapter> {
+        let cur = self.hyper.get("qk_rows").map_or("gguf", String::as_str);
+        if cur == target {
+            return Ok(self.clone());
+        }
+        if self.method == "vera" {
+            return Err(Error::invalid("adapter convert", "VeRA's shared projections are kept in HF row order"));
+        }
+        let mut out = self.clone();
+        out.hyper.insert("qk_rows".into(), target.into());
+        for (name, (shape, v)) in out.tensors.iter_mut() {
+            let heads = if name.contains(".attn_q.") {
+                n_head
+            } else if name.contains(".attn_k.") {
+                n_head_kv
+            } else {
+                continue;
+            };
+            // Tensors whose leading dimension is the projection's output rows.
+            let is_rows = name.ends_with(".lora_b") || name.ends_with(".magnitude");
+            if !is_rows {
+                if matches!(self.method.as_str(), "lora" | "rslora" | "ffa-lora" | "dora") {
+                    continue; // lora_a: input side, not permuted.
+                }
+                return Err(Error::invalid("adapter convert", format!("{name}: reordering rows of {} tensors is not supported", self.method)));
+            }
+            let n_out = shape[0];
+            let row = v.len() / n_out.max(1);
+            let perm = qk_perm(n_out, heads);
+            let old = v.clone();
+            for (g, &h) in perm.iter().enumerate() {
+                let (dst, src) = if target == "gguf" { (g, h) } else { (h, g) };
+                v[dst * row..(dst + 1) * row].copy_from_slice(&old[src * row..(src + 1) * row]);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The adapter's terms folded into plain LoRA factors (GGUF row order, scale folded into `B`), for
+/// GGUF LoRA export. DoRA does not fold (its magnitude rescales the base) and is refused.
+pub fn fold_to_lora(ad: &Adapter) -> Result<Vec<(usize, LinearKind, LoraLayer)>> {
+    use super::Term;
+    let mut out = Vec::new();
+    for (l, blk) in ad.layers.iter().enumerate() {
+        for kind in LinearKind::ALL {
+            let Some(t) = &blk[kind as usize] else { continue };
+            let layer = match t {
+                Term::LowRank(lr) => LoraLayer { r: lr.r, n_in: lr.n_in, n_out: lr.n_out, a: lr.a.clone(), b: lr.b().iter().map(|v| v * lr.scale).collect(), scale: 1.0 },
+                Term::Vera(v) => {
+                    let sh = &v.shared;
+                    let (r, ni, no) = (sh.r, v.n_in, v.n_out);
+                    let mut a = vec![0f32; r * ni];
+                    let mut b = vec![0f32; no * r];
+                    for j in 0..r {
+                        for i in 0..ni {
+                            a[j * ni + i] = v.lambda_d[j] * sh.a[j * sh.max_in + i];
+                        }
+                        for o in 0..no {
+                            b[o * r + j] = v.lambda_b[o] * sh.bt[j * sh.max_out + o];
+                        }
+                    }
+                    LoraLayer { r, n_in: ni, n_out: no, a, b, scale: 1.0 }
+                }
+                Term::Dora(_) => return Err(Error::invalid("gguf-lora export", "DoRA does not fold into LoRA (its magnitude rescales the base); merge it instead")),
+            };
+            out.push((l, kind, layer));
+        }
+    }
+    Ok(out)
+}
