@@ -5,6 +5,7 @@ pub mod generate;
 pub mod kv_cache;
 pub mod pretokenize;
 pub mod sampler;
+pub mod tiny;
 pub mod tokenizer;
 pub mod weights;
 

@@ -1,0 +1,149 @@
+//! Every adapter method, applied unmerged on a tiny F32 llama, gives the logits of the same base
+//! with the dense ΔW merged into its weights (written and reloaded by `graft merge`'s code).
+use graft::adapter::methods::{Hyper, Tensors};
+use graft::adapter::native::NativeAdapter;
+use graft::adapter::{merge, AdapterSet};
+use graft::model::tiny::{write_tiny_llama, Normal, TinySpec};
+use graft::model::{LinearKind, Logits, Model, Numerics, Runner, SeqInput};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("graft-test-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn tiny(dir: &std::path::Path) -> Arc<Model> {
+    let p = dir.join("tiny.gguf");
+    write_tiny_llama(&p, TinySpec::default(), 11).unwrap();
+    Arc::new(Model::load(&p).unwrap())
+}
+
+/// Logits of every position of a fixed token sequence, with `set`, in fp32 numerics.
+fn logits(model: &Arc<Model>, set: AdapterSet) -> Vec<f32> {
+    let mut r = Runner::with_numerics(model.clone(), 2, Numerics::F32);
+    let mut c = r.new_cache();
+    c.set_adapters(set);
+    let toks: Vec<u32> = (0..13).map(|i| (i * 37 + 5) % 256).collect();
+    r.forward(&mut [SeqInput { tokens: &toks, cache: &mut c, logits: Logits::All }]).unwrap().to_vec()
+}
+
+/// Random native tensors of `method` on every projection of every block.
+pub fn random_native(model: &Model, method: &str, r: usize, seed: u64, hf_rows: bool) -> NativeAdapter {
+    let mut g = Normal::new(seed);
+    let mut t = Tensors::new();
+    let mut hyper = Hyper::new();
+    let (mut max_in, mut max_out) = (0, 0);
+    for (l, blk) in model.weights.blocks.iter().enumerate() {
+        for kind in LinearKind::ALL {
+            let w = blk.linear(kind);
+            let p = format!("blk.{l}.{}", kind.gguf_name());
+            max_in = max_in.max(w.n_in);
+            max_out = max_out.max(w.n_out);
+            match method {
+                "lora" | "rslora" | "dora" => {
+                    t.insert(format!("{p}.lora_a"), (vec![r, w.n_in], g.vec(r * w.n_in, 0.2)));
+                    t.insert(format!("{p}.lora_b"), (vec![w.n_out, r], g.vec(w.n_out * r, 0.2)));
+                    if method == "dora" {
+                        t.insert(format!("{p}.magnitude"), (vec![w.n_out], (0..w.n_out).map(|_| 0.8 + 0.1 * g.next().abs()).collect()));
+                    }
+                }
+                "vera" => {
+                    t.insert(format!("{p}.vera_lambda_d"), (vec![r], g.vec(r, 0.5)));
+                    t.insert(format!("{p}.vera_lambda_b"), (vec![w.n_out], g.vec(w.n_out, 0.5)));
+                }
+                m => panic!("no generator for {m}"),
+            }
+        }
+    }
+    match method {
+        "lora" | "dora" => {
+            hyper.insert("alpha".into(), "3".into());
+        }
+        "rslora" => {
+            hyper.insert("alpha".into(), "3".into());
+            hyper.insert("rslora".into(), "true".into());
+        }
+        "vera" => {
+            t.insert("shared.vera_A".into(), (vec![r, max_in], g.vec(r * max_in, 0.3)));
+            t.insert("shared.vera_B".into(), (vec![max_out, r], g.vec(max_out * r, 0.3)));
+        }
+        _ => {}
+    }
+    if hf_rows {
+        hyper.insert("qk_rows".into(), "hf".into());
+    }
+    NativeAdapter { method: method.into(), hyper, base_fingerprint: None, tensors: t, source: format!("<random {method}>") }
+}
+
+fn check_unmerged_equals_merged(method: &str, r: usize, hf_rows: bool) {
+    let dir = tmp(&format!("merge-{method}-{hf_rows}"));
+    let model = tiny(&dir);
+    let native = random_native(&model, method, r, 3, hf_rows);
+    let ad = Arc::new(native.build(method, &model).unwrap());
+    assert_eq!(ad.n_terms(), 7 * model.weights.blocks.len());
+    let scale = 0.7;
+    let base = logits(&model, AdapterSet::none());
+    let unmerged = logits(&model, AdapterSet::fixed(&[(ad.clone(), scale)]));
+    let out = dir.join("merged.gguf");
+    let rep = merge::merge(&model, &[(ad, scale)], &out).unwrap();
+    assert_eq!(rep.merged, 7 * model.weights.blocks.len());
+    // F32 weights: only the rounding of the f64 sum to f32 (weights are about 0.1).
+    assert!(rep.requant_rms < 1e-7, "F32 merge added error {}", rep.requant_rms);
+    let merged_model = Arc::new(Model::load(&out).unwrap());
+    let merged = logits(&merged_model, AdapterSet::none());
+    let (mut diff, mut change, mut mag) = (0f32, 0f32, 0f32);
+    for ((u, m), b) in unmerged.iter().zip(&merged).zip(&base) {
+        diff = diff.max((u - m).abs());
+        change = change.max((u - b).abs());
+        mag = mag.max(m.abs());
+    }
+    assert!(change > 1e-2 * mag, "{method}: the adapter must change the logits ({change} vs {mag})");
+    assert!(diff <= 2e-5 * mag.max(1.0), "{method} (hf rows {hf_rows}): unmerged and merged logits differ by {diff} (magnitude {mag})");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn lora_unmerged_equals_merged() {
+    check_unmerged_equals_merged("lora", 4, false);
+}
+
+#[test]
+fn lora_with_hf_qk_rows_unmerged_equals_merged() {
+    check_unmerged_equals_merged("lora", 3, true);
+}
+
+#[test]
+fn rslora_unmerged_equals_merged() {
+    check_unmerged_equals_merged("rslora", 5, false);
+}
+
+#[test]
+fn dora_unmerged_equals_merged() {
+    check_unmerged_equals_merged("dora", 4, true);
+}
+
+#[test]
+fn vera_unmerged_equals_merged() {
+    check_unmerged_equals_merged("vera", 16, true);
+}
+
+/// Scale 0 is the base, bit for bit; two adapters add.
+#[test]
+fn scales_and_sums() {
+    let dir = tmp("scales");
+    let model = tiny(&dir);
+    let a = Arc::new(random_native(&model, "lora", 4, 5, false).build("a", &model).unwrap());
+    let b = Arc::new(random_native(&model, "vera", 8, 6, true).build("b", &model).unwrap());
+    let base = logits(&model, AdapterSet::none());
+    assert_eq!(logits(&model, AdapterSet::fixed(&[(a.clone(), 0.0)])), base);
+    let out = dir.join("ab.gguf");
+    merge::merge(&model, &[(a.clone(), 0.5), (b.clone(), -1.5)], &out).unwrap();
+    let merged = logits(&Arc::new(Model::load(&out).unwrap()), AdapterSet::none());
+    let both = logits(&model, AdapterSet::fixed(&[(a, 0.5), (b, -1.5)]));
+    let mag = merged.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = merged.iter().zip(&both).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(diff <= 2e-5 * mag, "two adapters: {diff}");
+    std::fs::remove_dir_all(&dir).ok();
+}
