@@ -13,7 +13,9 @@ pub mod blocklora;
 pub mod lamda;
 pub mod linalg;
 pub mod lokr;
+pub mod loldu;
 pub mod lora;
+pub mod loraxs;
 pub mod miss;
 
 /// Hyper-parameters of a method as recorded in a file's metadata (string keys and values).
