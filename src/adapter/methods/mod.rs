@@ -16,7 +16,10 @@ pub mod lokr;
 pub mod loldu;
 pub mod lora;
 pub mod loraxs;
+pub mod lorta;
 pub mod miss;
+pub mod nola;
+pub mod randlora;
 
 /// Hyper-parameters of a method as recorded in a file's metadata (string keys and values).
 pub type Hyper = BTreeMap<String, String>;
