@@ -13,6 +13,7 @@ pub mod methods;
 pub mod native;
 pub mod peft;
 pub mod registry;
+pub mod rng;
 pub mod term;
 
 use crate::model::{LinearKind, Model};

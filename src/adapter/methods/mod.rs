@@ -9,8 +9,18 @@ use super::term::Term;
 use crate::Result;
 use std::collections::BTreeMap;
 
+pub mod blocklora;
 pub mod dora;
+pub mod lamda;
+pub mod linalg;
+pub mod lokr;
+pub mod loldu;
 pub mod lora;
+pub mod loraxs;
+pub mod lorta;
+pub mod miss;
+pub mod nola;
+pub mod randlora;
 pub mod vera;
 
 /// Hyper-parameters of a method as recorded in a file's metadata (string keys and values).
@@ -56,4 +66,41 @@ pub fn take(src: &Tensors, name: &str, shape: &[usize], file: &str) -> Result<Ve
         return Err(crate::Error::format(file, name, format!("non-finite value at element {i}")));
     }
     Ok(v.clone())
+}
+
+/// The shape of tensor `name`, which must exist and have `ndim` axes (errors name the tensor).
+pub fn shape_of(src: &Tensors, name: &str, ndim: usize, file: &str) -> Result<Vec<usize>> {
+    let (s, _) = src.get(name).ok_or_else(|| crate::Error::format(file, name, "missing tensor"))?;
+    if s.len() != ndim {
+        return Err(crate::Error::format(file, name, format!("shape {s:?}, expected {ndim} axes")));
+    }
+    if s.contains(&0) {
+        return Err(crate::Error::format(file, name, format!("shape {s:?} has an empty axis")));
+    }
+    Ok(s.clone())
+}
+
+/// A 32-bit seed as two f32 values holding its high and low 16 bits (exact in f32), the way
+/// graft's files store seeds among f32 tensors.
+pub fn seed_to_f32(seed: u32) -> Vec<f32> {
+    vec![(seed >> 16) as f32, (seed & 0xFFFF) as f32]
+}
+
+/// Reads a seed stored by [`seed_to_f32`] as tensor `name` (shape `[2]`), naming it on error.
+pub fn take_seed(src: &Tensors, name: &str, file: &str) -> Result<u32> {
+    let v = take(src, name, &[2], file)?;
+    let half = |x: f32| -> Option<u32> { ((0.0..65536.0).contains(&x) && x.fract() == 0.0).then_some(x as u32) };
+    match (half(v[0]), half(v[1])) {
+        (Some(h), Some(l)) => Ok((h << 16) | l),
+        _ => Err(crate::Error::format(file, name, format!("{v:?} is not a seed (two integers in 0..65536)"))),
+    }
+}
+
+/// A hyper-parameter if present, else `default`.
+pub fn hyper_or<T: std::str::FromStr>(h: &Hyper, key: &str, default: T, file: &str) -> Result<T> {
+    if h.contains_key(key) {
+        hyper_get(h, key, file)
+    } else {
+        Ok(default)
+    }
 }
