@@ -5,7 +5,16 @@
 //! and `shared.<param>` for tensors shared by all layers (VeRA's projections, ...).
 use super::methods::dora::DoraLayer;
 use super::methods::lora::LoraLayer;
-use super::methods::vera::{VeraLayer};
+use super::methods::blocklora::BlockLoraLayer;
+use super::methods::lamda::LamdaLayer;
+use super::methods::lokr::LokrLayer;
+use super::methods::loldu::LolduLayer;
+use super::methods::loraxs::LoraXsLayer;
+use super::methods::lorta::{LortaLayer, LortaShared};
+use super::methods::miss::MissLayer;
+use super::methods::nola::NolaLayer;
+use super::methods::randlora::{RandLoraLayer, RandLoraShared};
+use super::methods::vera::VeraLayer;
 use super::methods::{Hyper, LayerMethod, Tensors};
 use super::term::VeraShared;
 use super::Adapter;
@@ -14,6 +23,10 @@ use crate::model::{LinearKind, Model};
 use crate::{Error, Result};
 use std::collections::BTreeSet;
 use std::sync::Arc;
+
+/// Method names graft's files may record.
+pub const METHODS: &[&str] =
+    &["lora", "rslora", "ffa-lora", "dora", "vera", "lora-xs", "lora-sb", "loldu", "nola", "randlora", "miss", "bone", "lokr", "lamda", "block-lora", "lorta"];
 
 /// An adapter's native parameters.
 #[derive(Clone, Debug, PartialEq)]
@@ -62,6 +75,8 @@ impl NativeAdapter {
             return Err(Error::format(file, "tensors", "no adapted layer"));
         }
         let vera_shared = if self.method == "vera" { Some(Arc::new(VeraShared::load(&self.tensors, file)?)) } else { None };
+        let randlora_shared = if self.method == "randlora" { Some(Arc::new(RandLoraShared::load(&self.tensors, file)?)) } else { None };
+        let lorta_shared = if self.method == "lorta" { Some(Arc::new(LortaShared::load(&self.tensors, &self.hyper, file)?)) } else { None };
         // PEFT files keep attn_q / attn_k rows in the HF order; GGUF permutes them for its RoPE.
         let hf_rows = match self.hyper.get("qk_rows").map(String::as_str) {
             None | Some("gguf") => false,
@@ -87,7 +102,22 @@ impl NativeAdapter {
                     let v = VeraLayer::load_with(vera_shared.clone().unwrap(), &prefix, &self.tensors, ni, no, file)?;
                     (v.to_term(), v.trainable_params())
                 }
-                m => return Err(Error::format(file, "method", format!("unknown adapter method {m:?}"))),
+                "loraxs" | "lora-xs" | "lora-sb" => one::<LoraXsLayer>(&prefix, self, ni, no)?,
+                "loldu" => one::<LolduLayer>(&prefix, self, ni, no)?,
+                "nola" => one::<NolaLayer>(&prefix, self, ni, no)?,
+                "miss" | "bone" => one::<MissLayer>(&prefix, self, ni, no)?,
+                "lokr" => one::<LokrLayer>(&prefix, self, ni, no)?,
+                "lamda" => one::<LamdaLayer>(&prefix, self, ni, no)?,
+                "blocklora" | "block-lora" => one::<BlockLoraLayer>(&prefix, self, ni, no)?,
+                "randlora" => {
+                    let m = RandLoraLayer::load_with(randlora_shared.clone().unwrap(), &prefix, &self.tensors, &self.hyper, ni, no, file)?;
+                    (m.to_term(), m.trainable_params())
+                }
+                "lorta" => {
+                    let m = LortaLayer::load_with(lorta_shared.clone().unwrap(), &prefix, &self.tensors, ni, no, file)?;
+                    (m.to_term(), m.trainable_params())
+                }
+                m => return Err(Error::format(file, "method", format!("unknown adapter method {m:?} (graft knows {})", METHODS.join(", ")))),
             };
             let term = match (hf_rows, kind) {
                 (true, LinearKind::Q) => permute_rows(term, model.config.n_head, &mut perm_cache),
