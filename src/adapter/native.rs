@@ -95,7 +95,20 @@ impl NativeAdapter {
                 "lora" | "rslora" | "ffa-lora" => one::<LoraLayer>(&prefix, self, ni, no)?,
                 "dora" => {
                     let mut d = DoraLayer::load(&prefix, &self.tensors, &self.hyper, ni, no, file)?;
-                    d.bind(&dequantize(model, l, kind)?);
+                    let mut w0 = dequantize(model, l, kind)?;
+                    // The factors are in HF row order here (permuted after): bind to W0 in that order.
+                    let heads = match kind {
+                        LinearKind::Q => model.config.n_head,
+                        LinearKind::K => model.config.n_head_kv,
+                        _ => 0,
+                    };
+                    if hf_rows && heads > 0 {
+                        let g = w0.clone();
+                        for (gi, &h) in qk_perm(no, heads).iter().enumerate() {
+                            w0[h * ni..(h + 1) * ni].copy_from_slice(&g[gi * ni..(gi + 1) * ni]);
+                        }
+                    }
+                    d.bind(&w0);
                     (d.to_term(), d.trainable_params())
                 }
                 "vera" => {

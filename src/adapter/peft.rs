@@ -123,6 +123,15 @@ pub fn read(dir: &Path) -> Result<NativeAdapter> {
     Ok(NativeAdapter { method: method.into(), hyper, base_fingerprint: None, tensors, source: file })
 }
 
+/// An integral value as a JSON integer (as PEFT writes `lora_alpha: 8`), else as a float.
+fn json_number(v: f64) -> Value {
+    if v.fract() == 0.0 && v.abs() < 9.0e15 {
+        json!(v as i64)
+    } else {
+        json!(v)
+    }
+}
+
 /// Writes a PEFT directory (`adapter_config.json`, `adapter_model.safetensors`) for LoRA, rsLoRA,
 /// DoRA or VeRA native tensors in HF row order (`qk_rows = hf`; convert first otherwise).
 pub fn write(dir: &Path, n: &NativeAdapter, base_model_name: Option<&str>) -> Result<()> {
@@ -140,7 +149,7 @@ pub fn write(dir: &Path, n: &NativeAdapter, base_model_name: Option<&str>) -> Re
             let r = n.tensors.iter().find(|(k, _)| k.ends_with(".lora_a")).map(|(_, (s, _))| s[0]).unwrap_or(0);
             let cfg = json!({
                 "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": base_model_name,
-                "r": r, "lora_alpha": hyper_f("alpha")?, "use_rslora": n.method == "rslora" || n.hyper.get("rslora").is_some_and(|v| v == "true"),
+                "r": r, "lora_alpha": json_number(hyper_f("alpha")?), "use_rslora": n.method == "rslora" || n.hyper.get("rslora").is_some_and(|v| v == "true"),
                 "use_dora": n.method == "dora", "lora_dropout": 0.0, "bias": "none", "fan_in_fan_out": false,
                 "target_modules": modules, "init_lora_weights": true, "inference_mode": true,
                 "rank_pattern": {}, "alpha_pattern": {}, "lora_bias": false,
