@@ -6,6 +6,7 @@
 //! Everything above this module calls operations, never an ISA.
 use std::sync::OnceLock;
 
+pub mod adapter;
 pub mod ops;
 pub mod quant;
 #[allow(missing_docs, clippy::all)]
