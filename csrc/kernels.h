@@ -16,5 +16,6 @@
 #include "blocks.h"
 #include "kernels_quant.h"
 #include "kernels_ops.h"
+#include "kernels_adapter.h"
 
 #endif

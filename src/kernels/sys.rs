@@ -1847,3 +1847,119 @@ extern "C" {
         inverse: i32,
     );
 }
+extern "C" {
+    pub fn graft_adapter_down_f32_ref(
+        x: *const f32,
+        ldx: i64,
+        m: i64,
+        a: *const f32,
+        lda: i64,
+        r: i64,
+        n: i64,
+        t: *mut f32,
+        ldt: i64,
+    );
+}
+extern "C" {
+    pub fn graft_adapter_up_f32_ref(
+        t: *const f32,
+        ldt: i64,
+        m: i64,
+        r: i64,
+        tscale: *const f32,
+        bt: *const f32,
+        ldb: i64,
+        ncols: i64,
+        oscale: *const f32,
+        s: f32,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_adapter_down_f32_avx2(
+        x: *const f32,
+        ldx: i64,
+        m: i64,
+        a: *const f32,
+        lda: i64,
+        r: i64,
+        n: i64,
+        t: *mut f32,
+        ldt: i64,
+    );
+}
+extern "C" {
+    pub fn graft_adapter_up_f32_avx2(
+        t: *const f32,
+        ldt: i64,
+        m: i64,
+        r: i64,
+        tscale: *const f32,
+        bt: *const f32,
+        ldb: i64,
+        ncols: i64,
+        oscale: *const f32,
+        s: f32,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_adapter_down_f32_avx512(
+        x: *const f32,
+        ldx: i64,
+        m: i64,
+        a: *const f32,
+        lda: i64,
+        r: i64,
+        n: i64,
+        t: *mut f32,
+        ldt: i64,
+    );
+}
+extern "C" {
+    pub fn graft_adapter_up_f32_avx512(
+        t: *const f32,
+        ldt: i64,
+        m: i64,
+        r: i64,
+        tscale: *const f32,
+        bt: *const f32,
+        ldb: i64,
+        ncols: i64,
+        oscale: *const f32,
+        s: f32,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_adapter_down_f32_neon(
+        x: *const f32,
+        ldx: i64,
+        m: i64,
+        a: *const f32,
+        lda: i64,
+        r: i64,
+        n: i64,
+        t: *mut f32,
+        ldt: i64,
+    );
+}
+extern "C" {
+    pub fn graft_adapter_up_f32_neon(
+        t: *const f32,
+        ldt: i64,
+        m: i64,
+        r: i64,
+        tscale: *const f32,
+        bt: *const f32,
+        ldb: i64,
+        ncols: i64,
+        oscale: *const f32,
+        s: f32,
+        y: *mut f32,
+        ldy: i64,
+    );
+}

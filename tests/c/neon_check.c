@@ -24,6 +24,67 @@ static void close_to(const float *a, const float *b, int64_t n, float tol, const
     }
 }
 
+/* The adapter kernels: every output within 2e-5 of the sum of its terms' magnitudes of the reference
+ * (TOL_VS_REF of tests/adapter_kernels.rs), and nothing written outside the outputs. */
+#define GUARD 1234.5f
+static int adapter_checks(void) {
+    static const int64_t ms[] = {1, 2, 3, 5, 17}, rs[] = {1, 3, 8, 16, 33, 256, 300};
+    static const int64_t ns[] = {1, 7, 31, 576, 1537}, ncs[] = {1, 5, 31, 192, 1000};
+    const size_t big = 17 * 1600 + 300 * 1600;
+    float *x = malloc(big * sizeof *x), *a = malloc(big * sizeof *a), *ts = malloc(big * sizeof *ts);
+    float *ta = malloc(big * sizeof *ta), *tb = malloc(big * sizeof *tb);
+    int checks = 0;
+    for (size_t i = 0; i < big; i++) { x[i] = frand() * 2; a[i] = frand() * 0.5f; ts[i] = frand() * 1.5f; }
+    for (size_t im = 0; im < 5; im++)
+        for (size_t ir = 0; ir < 7; ir++)
+            for (size_t in = 0; in < 5; in++) {
+                const int64_t m = ms[im], r = rs[ir], n = ns[in], pad = (int64_t)((im + ir + in) % 3) * 5;
+                const int64_t ldx = n + pad, lda = n + 2 * pad, ldt = r + pad;
+                for (int64_t i = 0; i < m * ldt + 3; i++) ta[i] = tb[i] = GUARD;
+                graft_adapter_down_f32_ref(x, ldx, m, a, lda, r, n, ta, ldt);
+                graft_adapter_down_f32_neon(x, ldx, m, a, lda, r, n, tb, ldt);
+                int bad = 0;
+                for (int64_t i = 0; i < m * ldt + 3 && !bad; i++) {
+                    const int64_t row = i / ldt, j = i % ldt;
+                    if (row >= m || j >= r) { bad = tb[i] != GUARD; continue; }
+                    double bound = 0;
+                    for (int64_t k = 0; k < n; k++) bound += fabs((double)x[row * ldx + k] * a[j * lda + k]);
+                    bad = !(fabs((double)tb[i] - ta[i]) <= 2e-5 * bound);
+                }
+                if (bad) { printf("FAIL adapter down m=%lld r=%lld n=%lld\n", (long long)m, (long long)r, (long long)n); failures++; }
+                checks++;
+            }
+    for (size_t im = 0; im < 5; im++)
+        for (size_t ir = 0; ir < 7; ir++)
+            for (size_t ic = 0; ic < 5; ic++)
+                for (int sc = 0; sc < 4; sc++) {
+                    const int64_t m = ms[im], r = rs[ir], nc = ncs[ic], v = (int64_t)(im + ir + ic + sc);
+                    const int64_t off = (int64_t[]){0, 1, 3, 13}[v % 4], pad = (v % 3) * 4;
+                    const int64_t ldt = r + pad, ldb = off + nc + pad, ldy = off + nc + 2 * pad;
+                    const float *tsc = sc & 1 ? ts : NULL, *osc = sc & 2 ? ts + 7 : NULL;
+                    for (int64_t i = 0; i < m * ldy + 5; i++) {
+                        const int64_t row = i / ldy, c = i % ldy - off;
+                        ta[i] = tb[i] = row < m && c >= 0 && c < nc ? frand() * 4 : GUARD;
+                    }
+                    graft_adapter_up_f32_ref(x, ldt, m, r, tsc, a + off, ldb, nc, osc ? osc + off : NULL, 0.75f, ta + off, ldy);
+                    graft_adapter_up_f32_neon(x, ldt, m, r, tsc, a + off, ldb, nc, osc ? osc + off : NULL, 0.75f, tb + off, ldy);
+                    int bad = 0;
+                    for (int64_t i = 0; i < m * ldy + 5 && !bad; i++) {
+                        const int64_t row = i / ldy, c = i % ldy - off;
+                        if (row >= m || c < 0 || c >= nc) { bad = tb[i] != GUARD; continue; }
+                        double bound = 0;
+                        for (int64_t j = 0; j < r; j++)
+                            bound += fabs((double)(tsc ? tsc[j] : 1) * x[row * ldt + j] * a[j * ldb + off + c]);
+                        bound = fabs((double)ta[i]) + 0.75 * (osc ? fabs((double)osc[off + c]) : 1) * bound;
+                        bad = !(fabs((double)tb[i] - ta[i]) <= 2e-5 * bound);
+                    }
+                    if (bad) { printf("FAIL adapter up m=%lld r=%lld ncols=%lld scales=%d\n", (long long)m, (long long)r, (long long)nc, sc); failures++; }
+                    checks++;
+                }
+    free(x); free(a); free(ts); free(ta); free(tb);
+    return checks;
+}
+
 int main(void) {
     const int64_t sizes[] = {1, 3, 7, 8, 17, 33, 64, 129, 576, 1537};
     static float x[2048], w[2048], a[2048], b[2048];
@@ -108,6 +169,7 @@ int main(void) {
             checks++;
         }
     }
+    checks += adapter_checks();
     printf("%d passed, %d failed\n", checks - failures, failures);
     return failures != 0;
 }

@@ -1,0 +1,339 @@
+//! The adapter kernels (`T = X·Aᵀ` and `Y += s·diag(oscale)·T·diag(tscale)·BT`) of every ISA against
+//! a plain f64 computation and against the scalar reference, over odd sizes, padded strides, column
+//! slices at odd offsets, with and without the scales; plus the no-op sizes and the length checks.
+use graft::kernels::{adapter::adapter_kernels, available_isas, Isa};
+
+/// Error budget of one output relative to the sum of the magnitudes of its terms (Σ|x·a| for down;
+/// |y₀| + |s·oscale|·Σ|tscale·t·bt| for up). Every kernel sums at most 1537 f32 products, in its own
+/// order; rounding errors behave like a random walk, about √n·2⁻²⁴·Σ|terms| = 2.3e-6·Σ|terms| at
+/// n = 1537 (the largest error measured over the cases below is 3e-7·Σ|terms|), so the bound leaves
+/// room while a dropped term (on average Σ|terms|/n ≥ 6.5e-4 of it) or a misplaced scale is far
+/// outside it.
+const TOL_REL_SUM: f64 = 1e-5;
+/// A variant against the reference: both within [`TOL_REL_SUM`] of the exact value.
+const TOL_VS_REF: f64 = 2.0 * TOL_REL_SUM;
+/// Written into padding and around column slices; must survive every call.
+const GUARD: f32 = 1234.5;
+
+const MS: [usize; 5] = [1, 2, 3, 5, 17];
+/// 600 > the SIMD variants' 256-row chunk of the folded tscale, so chunked sums are covered too.
+const RS: [usize; 7] = [1, 3, 8, 16, 33, 256, 600];
+const NS: [usize; 5] = [1, 7, 31, 576, 1537];
+const NCOLS: [usize; 5] = [1, 5, 31, 192, 1000];
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> f32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| self.next() * scale).collect()
+    }
+}
+
+/// Checks `got[idx[i]]` against `want[i]` within `tol·bound[i]`.
+fn check(got: &[f32], idx: &[usize], want: &[f64], bound: &[f64], tol: f64, what: &str) -> Result<(), String> {
+    for (i, &g) in idx.iter().enumerate() {
+        let err = (got[g] as f64 - want[i]).abs();
+        if err.is_nan() || err > tol * bound[i] {
+            return Err(format!(
+                "{what}: output {i} of {}: {} vs {} (error {err:e} > {tol:e} × Σ|terms| {:e})",
+                idx.len(),
+                got[g],
+                want[i],
+                bound[i]
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn guards_intact(buf: &[f32], live: &[usize], what: &str) {
+    let mut is_live = vec![false; buf.len()];
+    for &i in live {
+        is_live[i] = true;
+    }
+    for (i, v) in buf.iter().enumerate() {
+        assert!(is_live[i] || v.to_bits() == GUARD.to_bits(), "{what}: element {i} outside the output changed to {v}");
+    }
+}
+
+/// One down-projection case: padded X, A and T.
+struct Down {
+    m: usize,
+    r: usize,
+    n: usize,
+    x: Vec<f32>,
+    ldx: usize,
+    a: Vec<f32>,
+    lda: usize,
+    ldt: usize,
+    /// Indices of the outputs in T, and their exact values and Σ|terms|.
+    idx: Vec<usize>,
+    want: Vec<f64>,
+    bound: Vec<f64>,
+}
+
+impl Down {
+    fn new(rng: &mut Rng, m: usize, r: usize, n: usize, pad: usize) -> Down {
+        let (ldx, lda, ldt) = (n + pad, n + 2 * pad, r + pad);
+        let x = rng.vec((m - 1) * ldx + n, 2.0);
+        let a = rng.vec((r - 1) * lda + n, 0.5);
+        let (mut idx, mut want, mut bound) = (vec![], vec![], vec![]);
+        for i in 0..m {
+            for j in 0..r {
+                let (mut s, mut b) = (0f64, 0f64);
+                for k in 0..n {
+                    let p = x[i * ldx + k] as f64 * a[j * lda + k] as f64;
+                    s += p;
+                    b += p.abs();
+                }
+                idx.push(i * ldt + j);
+                want.push(s);
+                bound.push(b);
+            }
+        }
+        Down { m, r, n, x, ldx, a, lda, ldt, idx, want, bound }
+    }
+
+    fn run(&self, isa: Isa, n: usize) -> Vec<f32> {
+        let mut t = vec![GUARD; (self.m - 1) * self.ldt + self.r + 3];
+        adapter_kernels(isa).unwrap().down(&self.x, self.ldx, self.m, &self.a, self.lda, self.r, n, &mut t, self.ldt);
+        guards_intact(&t, &self.idx, &format!("{isa:?} down {}", self.name()));
+        t
+    }
+
+    fn name(&self) -> String {
+        format!("m={} r={} n={} ldx={} lda={} ldt={}", self.m, self.r, self.n, self.ldx, self.lda, self.ldt)
+    }
+}
+
+/// One up-projection case: T, BT and Y padded, and BT, oscale and Y taken from column `off` on.
+struct Up {
+    m: usize,
+    r: usize,
+    ncols: usize,
+    off: usize,
+    t: Vec<f32>,
+    ldt: usize,
+    tscale: Option<Vec<f32>>,
+    bt: Vec<f32>,
+    ldb: usize,
+    oscale: Option<Vec<f32>>,
+    s: f32,
+    y0: Vec<f32>,
+    ldy: usize,
+    idx: Vec<usize>,
+    want: Vec<f64>,
+    bound: Vec<f64>,
+}
+
+impl Up {
+    #[allow(clippy::too_many_arguments)]
+    fn new(rng: &mut Rng, m: usize, r: usize, ncols: usize, off: usize, pad: usize, tscale: bool, oscale: bool) -> Up {
+        let (ldt, ldb, ldy) = (r + pad, off + ncols + pad, off + ncols + 2 * pad);
+        let t = rng.vec((m - 1) * ldt + r, 3.0);
+        let bt = rng.vec((r - 1) * ldb + off + ncols, 0.5);
+        let tscale = tscale.then(|| rng.vec(r, 1.5));
+        let oscale = oscale.then(|| rng.vec(off + ncols + 2, 2.0));
+        let s = 0.75;
+        let mut y0 = vec![GUARD; (m - 1) * ldy + off + ncols + 5];
+        let (mut idx, mut want, mut bound) = (vec![], vec![], vec![]);
+        for i in 0..m {
+            for c in 0..ncols {
+                let (mut acc, mut b) = (0f64, 0f64);
+                for j in 0..r {
+                    let ts = tscale.as_ref().map_or(1.0, |v| v[j] as f64);
+                    let p = ts * t[i * ldt + j] as f64 * bt[j * ldb + off + c] as f64;
+                    acc += p;
+                    b += p.abs();
+                }
+                let g = s as f64 * oscale.as_ref().map_or(1.0, |v| v[off + c] as f64);
+                let yi = i * ldy + off + c;
+                y0[yi] = rng.next() * 4.0;
+                idx.push(yi);
+                want.push(y0[yi] as f64 + g * acc);
+                bound.push((y0[yi] as f64).abs() + g.abs() * b);
+            }
+        }
+        Up { m, r, ncols, off, t, ldt, tscale, bt, ldb, oscale, s, y0, ldy, idx, want, bound }
+    }
+
+    fn run_with(&self, isa: Isa, tscale: Option<&[f32]>) -> Vec<f32> {
+        let mut y = self.y0.clone();
+        adapter_kernels(isa).unwrap().up(
+            &self.t,
+            self.ldt,
+            self.m,
+            self.r,
+            tscale,
+            &self.bt[self.off..],
+            self.ldb,
+            self.ncols,
+            self.oscale.as_ref().map(|v| &v[self.off..]),
+            self.s,
+            &mut y[self.off..],
+            self.ldy,
+        );
+        guards_intact(&y, &self.idx, &format!("{isa:?} up {}", self.name()));
+        y
+    }
+
+    fn run(&self, isa: Isa) -> Vec<f32> {
+        self.run_with(isa, self.tscale.as_deref())
+    }
+
+    fn name(&self) -> String {
+        format!(
+            "m={} r={} ncols={} off={} ldt={} ldb={} ldy={} tscale={} oscale={}",
+            self.m,
+            self.r,
+            self.ncols,
+            self.off,
+            self.ldt,
+            self.ldb,
+            self.ldy,
+            self.tscale.is_some(),
+            self.oscale.is_some()
+        )
+    }
+}
+
+#[test]
+fn down_matches_f64_and_reference() {
+    let mut rng = Rng(0x5eed_0001);
+    let mut case = 0usize;
+    for &m in &MS {
+        for &r in &RS {
+            for &n in &NS {
+                let d = Down::new(&mut rng, m, r, n, [0, 3, 16][case % 3]);
+                case += 1;
+                let want_ref = d.run(Isa::Ref, n);
+                check(&want_ref, &d.idx, &d.want, &d.bound, TOL_REL_SUM, &format!("Ref down {}", d.name())).unwrap();
+                let ref_as_f64: Vec<f64> = d.idx.iter().map(|&i| want_ref[i] as f64).collect();
+                for isa in available_isas().into_iter().filter(|i| *i != Isa::Ref) {
+                    let got = d.run(isa, n);
+                    let what = format!("{isa:?} down {}", d.name());
+                    check(&got, &d.idx, &d.want, &d.bound, TOL_REL_SUM, &what).unwrap();
+                    check(&got, &d.idx, &ref_as_f64, &d.bound, TOL_VS_REF, &format!("{what} (vs ref)")).unwrap();
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn up_matches_f64_and_reference() {
+    let mut rng = Rng(0x5eed_0002);
+    let mut case = 0usize;
+    for &m in &MS {
+        for &r in &RS {
+            for &ncols in &NCOLS {
+                for (ts, os) in [(false, false), (true, false), (false, true), (true, true)] {
+                    // Column slices start at 0, 1, 3 or 13 columns in; strides are padded by 0, 5 or 8.
+                    let u = Up::new(&mut rng, m, r, ncols, [0, 1, 3, 13][case % 4], [0, 5, 8][case % 3], ts, os);
+                    case += 1;
+                    let want_ref = u.run(Isa::Ref);
+                    check(&want_ref, &u.idx, &u.want, &u.bound, TOL_REL_SUM, &format!("Ref up {}", u.name())).unwrap();
+                    let ref_as_f64: Vec<f64> = u.idx.iter().map(|&i| want_ref[i] as f64).collect();
+                    for isa in available_isas().into_iter().filter(|i| *i != Isa::Ref) {
+                        let got = u.run(isa);
+                        let what = format!("{isa:?} up {}", u.name());
+                        check(&got, &u.idx, &u.want, &u.bound, TOL_REL_SUM, &what).unwrap();
+                        check(&got, &u.idx, &ref_as_f64, &u.bound, TOL_VS_REF, &format!("{what} (vs ref)")).unwrap();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The checks above can fail: a kernel that drops the last term of each sum, skips tscale, or is off
+/// by a small fraction in one output is caught by the same comparison and tolerance.
+#[test]
+fn the_comparison_catches_wrong_values() {
+    let mut rng = Rng(0x5eed_0003);
+    for isa in available_isas() {
+        for &n in &[7usize, 576, 1537] {
+            let d = Down::new(&mut rng, 5, 33, n, 3);
+            let short = d.run(isa, n - 1);
+            assert!(check(&short, &d.idx, &d.want, &d.bound, TOL_REL_SUM, "").is_err(), "{isa:?}: a dropped k = n - 1 passed (n={n})");
+            let mut good = d.run(isa, n);
+            check(&good, &d.idx, &d.want, &d.bound, TOL_REL_SUM, "").unwrap();
+            let k = d.idx[d.idx.len() / 2];
+            let i = d.idx.len() / 2;
+            good[k] += (5.0 * TOL_REL_SUM * d.bound[i]) as f32;
+            assert!(check(&good, &d.idx, &d.want, &d.bound, TOL_REL_SUM, "").is_err(), "{isa:?}: a wrong value passed");
+        }
+        let u = Up::new(&mut rng, 5, 16, 31, 3, 5, true, true);
+        let without = u.run_with(isa, None);
+        assert!(check(&without, &u.idx, &u.want, &u.bound, TOL_REL_SUM, "").is_err(), "{isa:?}: ignoring tscale passed");
+        let ones = vec![1.0f32; u.r];
+        let unit = u.run_with(isa, Some(&ones));
+        let want_unit: Vec<f64> = u.idx.iter().map(|&i| without[i] as f64).collect();
+        check(&unit, &u.idx, &want_unit, &u.bound, TOL_VS_REF, "tscale of ones").unwrap();
+    }
+}
+
+#[test]
+fn empty_sizes_touch_nothing_and_n0_writes_zeros() {
+    for isa in available_isas() {
+        let k = adapter_kernels(isa).unwrap();
+        let mut t = vec![GUARD; 8];
+        k.down(&[], 0, 0, &[1.0; 4], 4, 1, 4, &mut t, 4);
+        k.down(&[1.0; 4], 4, 1, &[], 0, 0, 4, &mut t, 4);
+        assert!(t.iter().all(|v| *v == GUARD), "{isa:?}: m or r = 0 wrote");
+        // n = 0: T = 0, with x and a empty.
+        k.down(&[], 0, 2, &[], 0, 3, 0, &mut t, 4);
+        assert_eq!(&t[..7], &[0.0, 0.0, 0.0, GUARD, 0.0, 0.0, 0.0], "{isa:?}: n = 0");
+        let mut y = vec![GUARD; 8];
+        k.up(&[], 0, 0, 3, None, &[1.0; 3], 1, 1, None, 1.0, &mut y, 1);
+        k.up(&[], 0, 2, 0, None, &[], 0, 4, None, 1.0, &mut y, 4);
+        k.up(&[1.0; 3], 3, 1, 3, Some(&[1.0; 3]), &[], 0, 0, Some(&[]), 1.0, &mut y, 0);
+        assert!(y.iter().all(|v| *v == GUARD), "{isa:?}: m, r or ncols = 0 wrote");
+    }
+}
+
+#[test]
+#[should_panic(expected = "adapter down: t holds 7 floats")]
+fn down_refuses_a_short_t() {
+    let mut t = vec![0.0; 7];
+    adapter_kernels(Isa::Ref).unwrap().down(&[1.0; 6], 3, 2, &[1.0; 12], 3, 4, 3, &mut t, 4);
+}
+
+#[test]
+#[should_panic(expected = "adapter down: a holds 11 floats")]
+fn down_refuses_a_short_a() {
+    let mut t = vec![0.0; 8];
+    adapter_kernels(Isa::Ref).unwrap().down(&[1.0; 6], 3, 2, &[1.0; 11], 3, 4, 3, &mut t, 4);
+}
+
+#[test]
+#[should_panic(expected = "adapter up: bt holds 9 floats")]
+fn up_refuses_a_short_bt() {
+    let mut y = vec![0.0; 8];
+    adapter_kernels(Isa::Ref).unwrap().up(&[1.0; 4], 2, 2, 2, None, &[1.0; 9], 5, 5, None, 1.0, &mut y, 4);
+}
+
+#[test]
+#[should_panic(expected = "adapter up: oscale holds 3 floats, ncols = 4")]
+fn up_refuses_a_short_oscale() {
+    let mut y = vec![0.0; 8];
+    adapter_kernels(Isa::Ref).unwrap().up(&[1.0; 4], 2, 2, 2, None, &[1.0; 8], 4, 4, Some(&[1.0; 3]), 1.0, &mut y, 4);
+}
+
+#[test]
+#[should_panic(expected = "adapter up: stride of y (3) is less than its row width (4)")]
+fn up_refuses_overlapping_rows_of_y() {
+    let mut y = vec![0.0; 8];
+    adapter_kernels(Isa::Ref).unwrap().up(&[1.0; 4], 2, 2, 2, None, &[1.0; 8], 4, 4, None, 1.0, &mut y, 3);
+}
+
+#[test]
+fn selected_table_is_an_available_isa() {
+    let sel = graft::kernels::adapter::selected();
+    assert!(available_isas().contains(&sel.isa));
+}
