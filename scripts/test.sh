@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, with all set-up, on a fresh Debian machine:
 #   - libclang (for the bindgen staleness check of csrc/kernels.h against src/kernels/sys.rs),
-#   - the default model (scripts/fetch-model.sh, cached in models/),
+#   - the default model (scripts/fetch-model.sh, cached in models/) and the test adapters
+#     (scripts/make-test-adapters.sh),
+#   - valgrind, for the leak check of the adapter churn test,
 #   - cargo test of every unit and integration test (the model tests run the real model).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,9 +31,15 @@ if command -v aarch64-linux-gnu-gcc >/dev/null && command -v qemu-aarch64 >/dev/
 else
     echo "SKIP: no aarch64 cross compiler or qemu-aarch64 (apt-get install gcc-aarch64-linux-gnu qemu-user)" >&2
 fi
-echo "== fetching the default model" >&2
+echo "== fetching the default model, making the test adapters" >&2
 ./scripts/fetch-model.sh
+./scripts/make-test-adapters.sh
 echo "== checking src/kernels/sys.rs against csrc/kernels.h (bindgen)" >&2
 cargo build --quiet --features bindgen
 echo "== cargo test" >&2
 cargo test --all-targets "$@" 2>&1
+echo "== leak check: adapters loaded, swapped, rescaled and unloaded while threads generate (valgrind)" >&2
+command -v valgrind >/dev/null || apt_install valgrind
+bin=$(cargo test --no-run --message-format=json --test adapter_registry 2>/dev/null | sed -n 's/.*"executable":"\([^"]*adapter_registry[^"]*\)".*/\1/p' | tail -1)
+GRAFT_CHURN_CYCLES=30 valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=9 \
+    "$bin" concurrent_generation_while_adapters_churn 2>&1
