@@ -124,6 +124,22 @@ enum Cmd {
         #[command(flatten)]
         m: ModelArgs,
     },
+    /// Hot-swap demo: one base, the -a adapters loaded once; the prompt is generated (greedy) with
+    /// each adapter in turn, for several rounds, switching the sequence's adapter set between
+    /// generations without reloading anything; prints each text and the measured swap times.
+    Swap {
+        #[command(flatten)]
+        m: ModelArgs,
+        /// Prompt text
+        #[arg(short = 'p', long = "prompt")]
+        prompt: String,
+        /// Tokens per generation
+        #[arg(short = 'n', long = "n-predict", default_value_t = 24)]
+        n: usize,
+        /// Rounds over the adapters
+        #[arg(long = "rounds", default_value_t = 2)]
+        rounds: usize,
+    },
     /// Folds adapters into a copy of the model (re-quantizing quantized weights; K-quants to Q8_0).
     Merge {
         #[command(flatten)]
@@ -365,6 +381,50 @@ fn run(cli: Cli) -> Result<(), String> {
                 t => return Err(format!("--to {t:?}: expected graft, peft or gguf-lora")),
             }
             eprintln!("graft: wrote {} ({to}) in {:.0} ms", out.display(), t0.elapsed().as_secs_f64() * 1e3);
+        }
+        Cmd::Swap { m, prompt, n, rounds } => {
+            if m.adapters.is_empty() {
+                return Err("swap needs at least one -a ADAPTER".into());
+            }
+            let mut m0 = m.clone();
+            m0.adapters.clear();
+            let (model, mut runner) = load(&m0)?;
+            let reg = Registry::new(model.clone());
+            let mut names = Vec::new();
+            for a in &m.adapters {
+                let (p, s) = parse_adapter_arg(a)?;
+                let name = adapter::load::name_of(&p).to_string();
+                let t = Instant::now();
+                reg.load(&name, &p, s).map_err(|e| e.to_string())?;
+                eprintln!("graft: loaded adapter {name} in {:.2} ms", t.elapsed().as_secs_f64() * 1e3);
+                names.push(name);
+            }
+            let sets: Vec<_> = names.iter().map(|n| reg.set(&[(n.as_str(), 1.0)])).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+            let ids = model.tokenizer.encode(&prompt, true, true);
+            let mut swaps = Vec::new();
+            let mut cache = runner.new_cache();
+            for round in 0..rounds {
+                for (name, set) in names.iter().zip(&sets) {
+                    cache.clear();
+                    let t = Instant::now();
+                    cache.set_adapters(set.clone());
+                    swaps.push(t.elapsed().as_secs_f64() * 1e6);
+                    let mut text = Vec::new();
+                    let mut sampler = Sampler::new(0.0, 1.0, 0);
+                    generate(&mut runner, &mut cache, &ids, n, &mut sampler, |tok| {
+                        text.extend_from_slice(&model.tokenizer.decode(&[tok]));
+                        true
+                    })
+                    .map_err(|e| e.to_string())?;
+                    println!("[round {} | {name}] {}", round + 1, String::from_utf8_lossy(&text).replace('\n', " "));
+                }
+            }
+            eprintln!(
+                "graft: {} swaps without reloading the base: median {:.2} µs, max {:.2} µs",
+                swaps.len(),
+                median(&mut swaps.clone()),
+                swaps.iter().cloned().fold(0f64, f64::max)
+            );
         }
         Cmd::Merge { m, out } => {
             if m.adapters.is_empty() {
