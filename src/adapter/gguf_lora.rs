@@ -32,23 +32,28 @@ pub fn read(path: &Path) -> Result<NativeAdapter> {
         return Err(Error::format(&file, "adapter.lora.alpha", "not finite"));
     }
     let kq = quant::selected();
+    // A tensor as f32 rows: F32 data is copied in one go; other types are dequantized row by row.
+    // Values are checked for finiteness when the adapter is built.
     let read_mat = |t: &TensorInfo| -> Result<Vec<f32>> {
         if t.dims.len() != 2 {
             return Err(Error::format(&file, &t.name, format!("{} dimensions, expected 2", t.dims.len())));
         }
         let (cols, rows) = (t.row_len(), t.n_rows());
-        let mut out = vec![0f32; cols * rows];
         let data = g.tensor_data(t);
-        let rb = data.len() / rows.max(1);
-        for r in 0..rows {
-            kq.dequantize_row(t.ty, &data[r * rb..(r + 1) * rb], &mut out[r * cols..(r + 1) * cols]).map_err(|e| Error::format(&file, &t.name, e.to_string()))?;
-        }
-        if let Some(i) = out.iter().position(|v| !v.is_finite()) {
-            return Err(Error::format(&file, &t.name, format!("non-finite value at element {i}")));
+        let mut out = vec![0f32; cols * rows];
+        if t.ty == QuantType::F32 && data.len() == out.len() * 4 {
+            for (o, c) in out.iter_mut().zip(data.chunks_exact(4)) {
+                *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+        } else {
+            let rb = data.len() / rows.max(1);
+            for r in 0..rows {
+                kq.dequantize_row(t.ty, &data[r * rb..(r + 1) * rb], &mut out[r * cols..(r + 1) * cols]).map_err(|e| Error::format(&file, &t.name, e.to_string()))?;
+            }
         }
         Ok(out)
     };
-    let mut tensors = Tensors::new();
+    let mut pairs = Vec::new();
     for t in g.tensors() {
         let Some(stem) = t.name.strip_suffix(".lora_a") else {
             let Some(stem) = t.name.strip_suffix(".lora_b") else {
@@ -62,20 +67,34 @@ pub fn read(path: &Path) -> Result<NativeAdapter> {
         let (layer, kind) = parse_target(stem).ok_or_else(|| Error::format(&file, &t.name, "not blk.<n>.<attn_q|attn_k|attn_v|attn_output|ffn_gate|ffn_up|ffn_down>.weight.lora_a"))?;
         let bname = format!("{stem}.lora_b");
         let tb = g.tensor(&bname).ok_or_else(|| Error::format(&file, &bname, "missing (its lora_a is present)"))?;
-        let (n_in, r) = (t.row_len(), t.n_rows());
-        if tb.dims.len() != 2 || tb.row_len() != r || r == 0 {
-            return Err(Error::format(&file, &bname, format!("dims {:?} do not match lora_a's rank {r}", tb.dims)));
+        let r = t.n_rows();
+        if t.dims.len() != 2 || tb.dims.len() != 2 || tb.row_len() != r || r == 0 {
+            return Err(Error::format(&file, &bname, format!("dims {:?} do not match lora_a's dims {:?}", tb.dims, t.dims)));
         }
-        let n_out = tb.n_rows();
-        let a = read_mat(t)?;
-        let mut b = read_mat(tb)?;
-        if alpha == 0.0 {
-            b.iter_mut().for_each(|v| *v *= r as f32);
-        }
-        let p = format!("blk.{layer}.{}", kind.gguf_name());
-        tensors.insert(format!("{p}.lora_a"), (vec![r, n_in], a));
-        tensors.insert(format!("{p}.lora_b"), (vec![n_out, r], b));
+        pairs.push((layer, kind, t, tb));
     }
+    // Two threads share the conversion.
+    let convert = |pairs: &[(usize, crate::model::LinearKind, &TensorInfo, &TensorInfo)]| -> Result<Vec<(String, (Vec<usize>, Vec<f32>))>> {
+        let mut out = Vec::with_capacity(2 * pairs.len());
+        for &(layer, kind, ta, tb) in pairs {
+            let (n_in, r, n_out) = (ta.row_len(), ta.n_rows(), tb.n_rows());
+            let a = read_mat(ta)?;
+            let mut b = read_mat(tb)?;
+            if alpha == 0.0 {
+                b.iter_mut().for_each(|v| *v *= r as f32);
+            }
+            let p = format!("blk.{layer}.{}", kind.gguf_name());
+            out.push((format!("{p}.lora_a"), (vec![r, n_in], a)));
+            out.push((format!("{p}.lora_b"), (vec![n_out, r], b)));
+        }
+        Ok(out)
+    };
+    let (first, second) = pairs.split_at(pairs.len().div_ceil(2));
+    let (x, y) = std::thread::scope(|sc| {
+        let h = sc.spawn(|| convert(second));
+        (convert(first), h.join().expect("adapter read thread"))
+    });
+    let tensors: Tensors = x?.into_iter().chain(y?).collect();
     if tensors.is_empty() {
         return Err(Error::format(&file, "tensors", "no .lora_a / .lora_b pairs"));
     }

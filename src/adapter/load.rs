@@ -37,5 +37,5 @@ pub fn name_of(path: &Path) -> &str {
 
 /// Reads the adapter at `path` and checks that it fits `model`.
 pub fn load(path: &Path, model: &Model) -> Result<Adapter> {
-    read_native(path)?.build(name_of(path), model)
+    read_native(path)?.into_adapter(name_of(path), model)
 }

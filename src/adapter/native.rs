@@ -63,6 +63,95 @@ pub fn targets(t: &Tensors, file: &str) -> Result<BTreeSet<(usize, LinearKind)>>
 }
 
 impl NativeAdapter {
+    /// As [`NativeAdapter::build`], consuming the tensors: LoRA-family factors move into their
+    /// terms without copies, and the per-layer work (checks, transposing `B`) runs on two threads.
+    pub fn into_adapter(mut self, name: &str, model: &Model) -> Result<Adapter> {
+        if !matches!(self.method.as_str(), "lora" | "rslora" | "ffa-lora") {
+            return self.build(name, model);
+        }
+        let file = self.source.clone();
+        let tg = targets(&self.tensors, &file)?;
+        let n_layers = model.weights.blocks.len();
+        let alpha: f64 = super::methods::hyper_get(&self.hyper, "alpha", &file)?;
+        let rslora = self.hyper.get("rslora").is_some_and(|v| v == "true") || self.method == "rslora";
+        let hf_rows = match self.hyper.get("qk_rows").map(String::as_str) {
+            None | Some("gguf") => false,
+            Some("hf") => true,
+            Some(v) => return Err(Error::format(&file, "qk_rows", format!("{v:?}, expected \"hf\" or \"gguf\""))),
+        };
+        let mut jobs = Vec::with_capacity(tg.len());
+        for &(l, kind) in &tg {
+            let prefix = format!("blk.{l}.{}", kind.gguf_name());
+            if l >= n_layers {
+                return Err(Error::model(&file, &prefix, format!("block {l}, the model has {n_layers}")));
+            }
+            let w = model.weights.blocks[l].linear(kind);
+            let mut take = |p: &str| self.tensors.remove(&format!("{prefix}.{p}")).ok_or_else(|| Error::format(&file, format!("{prefix}.{p}"), "missing tensor"));
+            let (sa, a) = take("lora_a")?;
+            let (sb, b) = take("lora_b")?;
+            let r = sa.first().copied().unwrap_or(0);
+            if r == 0 || sa != [r, w.n_in] {
+                return Err(Error::format(&file, format!("{prefix}.lora_a"), format!("shape {sa:?}, expected [r, {}]", w.n_in)));
+            }
+            if sb != [w.n_out, r] {
+                return Err(Error::format(&file, format!("{prefix}.lora_b"), format!("shape {sb:?}, expected [{}, {r}]", w.n_out)));
+            }
+            let heads = match kind {
+                LinearKind::Q if hf_rows => model.config.n_head,
+                LinearKind::K if hf_rows => model.config.n_head_kv,
+                _ => 0,
+            };
+            jobs.push((l, kind, prefix, r, w.n_in, w.n_out, a, b, heads));
+        }
+        if let Some(k) = self.tensors.keys().next() {
+            return Err(Error::format(&file, k, format!("not a parameter of {}", self.method)));
+        }
+        let scale_of = |r: usize| LoraLayer::scale_for(alpha, r, rslora);
+        let half = jobs.len().div_ceil(2);
+        let mut rest = jobs.split_off(half);
+        let convert = |jobs: &mut Vec<_>| -> Result<Vec<(usize, LinearKind, super::Term, usize)>> {
+            let mut out = Vec::with_capacity(jobs.len());
+            for (l, kind, prefix, r, ni, no, a, b, heads) in jobs.drain(..) {
+                let a: Vec<f32> = a;
+                let b: Vec<f32> = b;
+                if let Some(i) = a.iter().position(|v| !v.is_finite()) {
+                    return Err(Error::format(&file, format!("{prefix}.lora_a"), format!("non-finite value at element {i}")));
+                }
+                if let Some(i) = b.iter().position(|v| !v.is_finite()) {
+                    return Err(Error::format(&file, format!("{prefix}.lora_b"), format!("non-finite value at element {i}")));
+                }
+                let params = a.len() + b.len();
+                let mut lr = super::LowRank::from_a_b(r, ni, no, a, &b, scale_of(r));
+                if heads > 0 {
+                    let perm = qk_perm(no, heads);
+                    let old = lr.bt.clone();
+                    for j in 0..r {
+                        for (g, &h) in perm.iter().enumerate() {
+                            lr.bt[j * no + g] = old[j * no + h];
+                        }
+                    }
+                }
+                out.push((l, kind, super::Term::LowRank(lr), params));
+            }
+            Ok(out)
+        };
+        let (first, second) = std::thread::scope(|sc| {
+            let h = sc.spawn(|| convert(&mut rest));
+            let mut mine = jobs;
+            let a = convert(&mut mine);
+            (a, h.join().expect("adapter conversion thread"))
+        });
+        let mut ad = Adapter::empty(name, &self.method, &file, n_layers);
+        ad.hyper = std::mem::take(&mut self.hyper);
+        ad.base_fingerprint = self.base_fingerprint.take();
+        for (l, kind, term, params) in first?.into_iter().chain(second?) {
+            ad.trainable_params += params;
+            ad.layers[l][kind as usize] = Some(term);
+        }
+        ad.check_fits_shapes(model)?;
+        Ok(ad)
+    }
+
     /// Trainable parameters and runtime terms for `model`. Errors name the file and tensor.
     pub fn build(&self, name: &str, model: &Model) -> Result<Adapter> {
         let file = &self.source;

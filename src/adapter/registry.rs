@@ -65,16 +65,21 @@ impl Registry {
             return Err(Error::invalid("adapter load", format!("the name {name:?} is already loaded")));
         }
         let ad = Arc::new(load::load(path, &self.model)?);
-        self.insert(name, ad.clone(), scale)?;
+        self.insert_checked(name, ad.clone(), scale)?;
         Ok(ad)
     }
 
     /// Registers an adapter already in memory (checked against the base).
     pub fn insert(&self, name: &str, ad: Arc<Adapter>, scale: f32) -> Result<()> {
+        ad.check_fits(&self.model)?;
+        self.insert_checked(name, ad, scale)
+    }
+
+    /// Registers an adapter that [`load::load`] has built and checked.
+    fn insert_checked(&self, name: &str, ad: Arc<Adapter>, scale: f32) -> Result<()> {
         if !scale.is_finite() {
             return Err(Error::invalid("adapter load", format!("scale {scale} is not finite")));
         }
-        ad.check_fits(&self.model)?;
         let mut w = self.write();
         if w.contains_key(name) {
             return Err(Error::invalid("adapter load", format!("the name {name:?} is already loaded")));
