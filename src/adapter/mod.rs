@@ -40,6 +40,9 @@ pub struct Adapter {
     pub trainable_params: usize,
     /// `layers[block][kind as usize]`.
     pub layers: Vec<[Option<Term>; 7]>,
+    /// Q8_0 copies of the low-rank factors (LoRA family and DoRA) for the 8-bit numerics, same
+    /// indexing; filled by [`Adapter::prepare_q8`].
+    pub q8: Vec<[Option<term::LowRankQ8>; 7]>,
 }
 
 impl Adapter {
@@ -53,12 +56,44 @@ impl Adapter {
             base_fingerprint: None,
             trainable_params: 0,
             layers: (0..n_layers).map(|_| Default::default()).collect(),
+            q8: Vec::new(),
         }
     }
 
     /// The term on block `layer`'s projection `kind`, if any.
     pub fn term(&self, layer: usize, kind: LinearKind) -> Option<&Term> {
         self.layers.get(layer)?[kind as usize].as_ref()
+    }
+
+    /// The Q8_0 factors of the term on block `layer`'s projection `kind`, if prepared.
+    pub fn q8(&self, layer: usize, kind: LinearKind) -> Option<&term::LowRankQ8> {
+        self.q8.get(layer)?[kind as usize].as_ref()
+    }
+
+    /// Quantizes every low-rank factor to Q8_0 (two threads), for runners with 8-bit numerics.
+    pub fn prepare_q8(&mut self) {
+        let jobs: Vec<(usize, usize, &LowRank)> = self
+            .layers
+            .iter()
+            .enumerate()
+            .flat_map(|(l, blk)| {
+                blk.iter().enumerate().filter_map(move |(k, t)| match t {
+                    Some(Term::LowRank(lr)) | Some(Term::Dora(Dora { lora: lr, .. })) => Some((l, k, lr)),
+                    _ => None,
+                })
+            })
+            .collect();
+        let (first, second) = jobs.split_at(jobs.len().div_ceil(2));
+        let run = |js: &[(usize, usize, &LowRank)]| js.iter().map(|&(l, k, lr)| (l, k, term::LowRankQ8::of(lr))).collect::<Vec<_>>();
+        let (x, y) = std::thread::scope(|sc| {
+            let h = sc.spawn(|| run(second));
+            (run(first), h.join().expect("adapter quantization thread"))
+        });
+        let mut q8: Vec<[Option<term::LowRankQ8>; 7]> = (0..self.layers.len()).map(|_| Default::default()).collect();
+        for (l, k, q) in x.into_iter().chain(y) {
+            q8[l][k] = q;
+        }
+        self.q8 = q8;
     }
 
     /// Adapted (block, projection) pairs.

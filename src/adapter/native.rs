@@ -149,6 +149,7 @@ impl NativeAdapter {
             ad.layers[l][kind as usize] = Some(term);
         }
         ad.check_fits_shapes(model)?;
+        ad.prepare_q8();
         Ok(ad)
     }
 
@@ -230,6 +231,7 @@ impl NativeAdapter {
             ad.layers[l][kind as usize] = Some(term);
         }
         ad.check_fits(model)?;
+        ad.prepare_q8();
         Ok(ad)
     }
 }

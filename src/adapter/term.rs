@@ -205,3 +205,27 @@ impl Term {
         }
     }
 }
+
+/// A low-rank term's factors as Q8_0 rows, for the 8-bit numerics: `A` `[r, n_in]` and `Bᵀ`
+/// `[r, n_out]`, each row `n/32` blocks (34 bytes per 32 values: a quarter of the f32 bytes, which is
+/// what decode spends its time reading).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LowRankQ8 {
+    /// `A`'s rows as Q8_0 blocks.
+    pub a: Vec<u8>,
+    /// `Bᵀ`'s rows as Q8_0 blocks.
+    pub bt: Vec<u8>,
+}
+
+impl LowRankQ8 {
+    /// Quantizes a low-rank term's factors; `None` when a width is not a multiple of 32.
+    pub fn of(t: &LowRank) -> Option<LowRankQ8> {
+        if t.n_in % 32 != 0 || t.n_out % 32 != 0 {
+            return None;
+        }
+        Some(LowRankQ8 {
+            a: crate::kernels::adapter::quantize_rows_q8_0(&t.a, t.r, t.n_in),
+            bt: crate::kernels::adapter::quantize_rows_q8_0(&t.bt, t.r, t.n_out),
+        })
+    }
+}

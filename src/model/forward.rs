@@ -92,8 +92,15 @@ struct Scratch {
     k16: Vec<f16>,
     v16: Vec<f16>,
     logits: Vec<f32>,
-    /// Adapter down-projections `A·x` of one `linears` call.
-    ad: Vec<f32>,
+    /// Adapter scratch of one `linears` call.
+    ad: AdScratch,
+}
+
+/// Adapter scratch: the down-projections `A·x`, and the input quantized to Q8_0 for 8-bit factors.
+#[derive(Default)]
+struct AdScratch {
+    t: Vec<f32>,
+    xq: Vec<u8>,
 }
 
 fn grow<T: Clone + Default>(v: &mut Vec<T>, n: usize) -> &mut [T] {
@@ -321,7 +328,7 @@ impl Runner {
     /// thread a share of every term's rank), then, in the same region as the base product, each
     /// thread adds the up-projections of its own output columns.
     #[allow(clippy::too_many_arguments)]
-    fn linears(pool: &Pool, nm: Numerics, model: &Model, x: &[f32], t: usize, act: &mut Vec<u8>, adapters: (usize, &[Segment], &mut Vec<f32>), outs: &mut [(&Linear, &mut [f32])]) -> Result<()> {
+    fn linears(pool: &Pool, nm: Numerics, model: &Model, x: &[f32], t: usize, act: &mut Vec<u8>, adapters: (usize, &[Segment], &mut AdScratch), outs: &mut [(&Linear, &mut [f32])]) -> Result<()> {
         let n = x.len() / t;
         let kq = quant::selected();
         let at = if nm == Numerics::F32 { QuantType::F32 } else { outs[0].0.ty.act_type() };
@@ -353,25 +360,45 @@ impl Runner {
         let jobs: Vec<(&Linear, &[u8], SharedMut<f32>)> =
             outs.iter_mut().map(|(w, y)| (*w, model.bytes(w), SharedMut(y.as_mut_ptr()))).collect();
         let (layer, segs, ad) = adapters;
-        let plan = AdapterPlan::build(layer, segs, &jobs.iter().map(|j| j.0).collect::<Vec<_>>(), model);
+        let plan = AdapterPlan::build(layer, segs, &jobs.iter().map(|j| j.0).collect::<Vec<_>>(), model, nm == Numerics::Q8);
         let ka = crate::kernels::adapter::selected();
         if !plan.down.is_empty() {
-            let tp = SharedMut(grow(ad, plan.t_len).as_mut_ptr());
+            // 8-bit factors read the input as Q8_0 rows.
+            let xq8: &[u8] = if plan.down.iter().any(|u| u.a_q8.is_some()) {
+                let rb = QuantType::Q8_0.row_bytes(n).expect("8-bit factors only for widths of whole blocks");
+                let q = grow(&mut ad.xq, t * rb);
+                for i in 0..t {
+                    kq.quantize_act(QuantType::Q8_0, &x[i * n..(i + 1) * n], &mut q[i * rb..(i + 1) * rb])?;
+                }
+                &ad.xq[..t * rb]
+            } else {
+                &[]
+            };
+            let tp = SharedMut(grow(&mut ad.t, plan.t_len).as_mut_ptr());
             pool.run(|tid, nth| {
                 for u in &plan.down {
                     let jr = split(u.r, tid, nth, 1);
                     if jr.is_empty() {
                         continue;
                     }
-                    // SAFETY: unit u owns ad[u.t_off .. u.t_off + rows*r] (units are disjoint); this
-                    // thread writes only columns jr of each of its rows, disjoint from other threads'.
+                    if let Some(aq) = u.a_q8 {
+                        let rb = QuantType::Q8_0.row_bytes(u.n_in).expect("whole blocks");
+                        let xrb = rb;
+                        // SAFETY: unit u owns t[u.t_off .. u.t_off + rows*r] (units are disjoint); this
+                        // thread writes only columns jr of each of its rows, disjoint from other threads'.
+                        unsafe {
+                            kq.gemm_raw(QuantType::Q8_0, u.n_in, &aq[jr.start * rb..jr.end * rb], jr.len(), &xq8[u.rows.start * xrb..u.rows.end * xrb], false, u.rows.len(), tp.get().add(u.t_off + jr.start), u.r);
+                        }
+                        continue;
+                    }
+                    // SAFETY: as above.
                     let tu = unsafe { std::slice::from_raw_parts_mut(tp.get().add(u.t_off), u.rows.len() * u.r) };
                     let tu = &mut tu[jr.start..];
                     ka.down(&x[u.rows.start * n..u.rows.end * n], n, u.rows.len(), &u.a[jr.start * u.lda..], u.lda, jr.len(), u.n_in, tu, u.r);
                 }
             });
         }
-        let ad: &[f32] = &ad[..plan.t_len.min(ad.len())];
+        let ad: &[f32] = &ad.t[..plan.t_len.min(ad.t.len())];
         pool.run(|tid, nth| {
             for (ji, &(w, wb, y)) in jobs.iter().enumerate() {
                 let r = split(w.n_out, tid, nth, ROW_ALIGN);
@@ -396,9 +423,14 @@ impl Runner {
                 }
                 for u in plan.up.iter().filter(|u| u.job == ji) {
                     let tu = &ad[u.t_off..u.t_off + u.rows.len() * u.r];
+                    let yp = y.get().wrapping_add(u.rows.start * w.n_out + r.start);
+                    let os = u.oscale.map(|o| &o[r.start..]);
                     // SAFETY: rows u.rows × columns r of the [t, n_out] output: this thread's columns.
                     unsafe {
-                        ka.up_raw(tu, u.r, u.rows.len(), u.r, u.tscale, &u.bt[r.start..], u.ldb, r.len(), u.oscale.map(|o| &o[r.start..]), u.s, y.get().add(u.rows.start * w.n_out + r.start), w.n_out);
+                        match u.bt_q8 {
+                            Some(bq) => ka.up_q8_0_raw(tu, u.r, u.rows.len(), u.r, u.tscale, bq, u.ldb / 32 * 34, r.start, r.len(), os, u.s, yp, w.n_out),
+                            None => ka.up_raw(tu, u.r, u.rows.len(), u.r, u.tscale, &u.bt[r.start..], u.ldb, r.len(), os, u.s, yp, w.n_out),
+                        }
                     }
                 }
             }
@@ -438,6 +470,8 @@ fn adapter_segments(seqs: &[SeqInput<'_>]) -> Vec<Segment> {
 struct DownUnit<'a> {
     rows: Range<usize>,
     a: &'a [f32],
+    /// `A` as Q8_0 rows (8-bit numerics), used instead of `a` when present.
+    a_q8: Option<&'a [u8]>,
     lda: usize,
     r: usize,
     n_in: usize,
@@ -452,6 +486,8 @@ struct UpUnit<'a> {
     r: usize,
     tscale: Option<&'a [f32]>,
     bt: &'a [f32],
+    /// `Bᵀ` as Q8_0 rows (8-bit numerics), used instead of `bt` when present.
+    bt_q8: Option<&'a [u8]>,
     ldb: usize,
     oscale: Option<&'a [f32]>,
     s: f32,
@@ -473,7 +509,7 @@ struct AdapterPlan<'a> {
 }
 
 impl<'a> AdapterPlan<'a> {
-    fn build(layer: usize, segs: &'a [Segment], jobs: &[&Linear], model: &Model) -> AdapterPlan<'a> {
+    fn build(layer: usize, segs: &'a [Segment], jobs: &[&Linear], model: &Model, q8: bool) -> AdapterPlan<'a> {
         let mut p = AdapterPlan { down: Vec::new(), up: Vec::new(), base_scale: Vec::new(), t_len: 0 };
         if segs.is_empty() || layer >= model.weights.blocks.len() {
             return p;
@@ -487,13 +523,14 @@ impl<'a> AdapterPlan<'a> {
                 let mut vera_t: Option<(*const f32, usize)> = None;
                 for (ji, kind) in kinds.iter().enumerate() {
                     let Some(term) = kind.and_then(|k| adapter.term(layer, k)) else { continue };
+                    let lq = if q8 { kind.and_then(|k| adapter.q8(layer, k)) } else { None };
                     match term {
                         Term::LowRank(lr) | Term::Dora(crate::adapter::Dora { lora: lr, .. }) => {
                             let t_off = p.t_len;
                             p.t_len += m * lr.r;
-                            p.down.push(DownUnit { rows: seg.rows.clone(), a: &lr.a, lda: lr.n_in, r: lr.r, n_in: lr.n_in, t_off });
+                            p.down.push(DownUnit { rows: seg.rows.clone(), a: &lr.a, a_q8: lq.map(|q| &q.a[..]), lda: lr.n_in, r: lr.r, n_in: lr.n_in, t_off });
                             let oscale = if let Term::Dora(d) = term { Some(&d.c[..]) } else { None };
-                            p.up.push(UpUnit { job: ji, rows: seg.rows.clone(), t_off, r: lr.r, tscale: None, bt: &lr.bt, ldb: lr.n_out, oscale, s: s * lr.scale });
+                            p.up.push(UpUnit { job: ji, rows: seg.rows.clone(), t_off, r: lr.r, tscale: None, bt: &lr.bt, bt_q8: lq.map(|q| &q.bt[..]), ldb: lr.n_out, oscale, s: s * lr.scale });
                             if let Term::Dora(d) = term {
                                 match p.base_scale.iter_mut().find(|b| b.job == ji && b.rows == seg.rows) {
                                     Some(b) => b.list.push((&d.c, *s)),
@@ -509,12 +546,12 @@ impl<'a> AdapterPlan<'a> {
                                 _ => {
                                     let off = p.t_len;
                                     p.t_len += m * sh.r;
-                                    p.down.push(DownUnit { rows: seg.rows.clone(), a: &sh.a, lda: sh.max_in, r: sh.r, n_in: v.n_in, t_off: off });
+                                    p.down.push(DownUnit { rows: seg.rows.clone(), a: &sh.a, a_q8: None, lda: sh.max_in, r: sh.r, n_in: v.n_in, t_off: off });
                                     vera_t = Some((sh.a.as_ptr(), off));
                                     off
                                 }
                             };
-                            p.up.push(UpUnit { job: ji, rows: seg.rows.clone(), t_off, r: sh.r, tscale: Some(&v.lambda_d), bt: &sh.bt, ldb: sh.max_out, oscale: Some(&v.lambda_b), s: *s });
+                            p.up.push(UpUnit { job: ji, rows: seg.rows.clone(), t_off, r: sh.r, tscale: Some(&v.lambda_d), bt: &sh.bt, bt_q8: None, ldb: sh.max_out, oscale: Some(&v.lambda_b), s: *s });
                         }
                     }
                 }

@@ -1,0 +1,130 @@
+//! Whole-model adapter speed on the default model, every figure of one table measured in one run:
+//! decode tok/s without an adapter, with a rank-16 LoRA on all 7 projections, with VeRA r=256 on
+//! all 7 projections; 16 sequences decoding in one batch with 16 different rank-16 LoRAs against
+//! 16 sequences sharing one; and the time to change one sequence's adapter set in a batch.
+//!
+//! `cargo run --release --example adapter_bench -- [-t THREADS] [-n TOKENS] [-r REPS]`
+use graft::adapter::methods::Tensors;
+use graft::adapter::native::NativeAdapter;
+use graft::adapter::{Adapter, AdapterSet};
+use graft::model::tiny::Normal;
+use graft::model::{KvCache, LinearKind, Logits, Model, Runner, SeqInput};
+use std::sync::Arc;
+use std::time::Instant;
+
+fn arg(name: &str, default: usize) -> usize {
+    let a: Vec<String> = std::env::args().collect();
+    a.iter().position(|x| x == name).and_then(|i| a.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// A random adapter of `method` (`lora` rank r, or `vera` rank r) on all 7 projections.
+fn random(model: &Model, method: &str, r: usize, seed: u64) -> Arc<Adapter> {
+    let mut g = Normal::new(seed);
+    let mut t = Tensors::new();
+    let mut hyper = graft::adapter::methods::Hyper::new();
+    let (mut max_in, mut max_out) = (0, 0);
+    for (l, blk) in model.weights.blocks.iter().enumerate() {
+        for kind in LinearKind::ALL {
+            let w = blk.linear(kind);
+            let p = format!("blk.{l}.{}", kind.gguf_name());
+            max_in = max_in.max(w.n_in);
+            max_out = max_out.max(w.n_out);
+            if method == "lora" {
+                t.insert(format!("{p}.lora_a"), (vec![r, w.n_in], g.vec(r * w.n_in, 1.0 / (w.n_in as f32).sqrt())));
+                t.insert(format!("{p}.lora_b"), (vec![w.n_out, r], g.vec(w.n_out * r, 0.02)));
+            } else {
+                t.insert(format!("{p}.vera_lambda_d"), (vec![r], vec![0.1; r]));
+                t.insert(format!("{p}.vera_lambda_b"), (vec![w.n_out], g.vec(w.n_out, 0.01)));
+            }
+        }
+    }
+    if method == "lora" {
+        hyper.insert("alpha".into(), (2 * r).to_string());
+    } else {
+        let (ba, bb) = ((6.0 / max_in as f32).sqrt(), (6.0 / r as f32).sqrt());
+        t.insert("shared.vera_A".into(), (vec![r, max_in], g.vec(r * max_in, ba / 1.7)));
+        t.insert("shared.vera_B".into(), (vec![max_out, r], g.vec(max_out * r, bb / 1.7)));
+    }
+    let n = NativeAdapter { method: method.into(), hyper, base_fingerprint: None, tensors: t, source: format!("<random {method} r{r}>") };
+    Arc::new(n.into_adapter(method, model).unwrap())
+}
+
+/// Median decode tok/s of `n` steps over the batch of caches (each with its own adapter set).
+fn decode(runner: &mut Runner, caches: &mut [KvCache], n: usize, reps: usize) -> f64 {
+    let mut v = Vec::new();
+    for _ in 0..reps {
+        for c in caches.iter_mut() {
+            c.clear();
+        }
+        let t = Instant::now();
+        for i in 0..n {
+            let tok = [(i as u32 * 2654435761) >> 17];
+            let mut seqs: Vec<SeqInput> = caches.iter_mut().map(|c| SeqInput { tokens: &tok, cache: c, logits: Logits::Last }).collect();
+            runner.forward(&mut seqs).unwrap();
+        }
+        v.push((n * caches.len()) as f64 / t.elapsed().as_secs_f64());
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let threads = arg("-t", 2);
+    let n = arg("-n", 64);
+    let reps = arg("-r", 5);
+    let model = Arc::new(Model::load("models/SmolLM2-135M-Instruct.Q4_1.gguf").expect("default model (scripts/fetch-model.sh)"));
+    let mut runner = Runner::new(model.clone(), threads);
+    let lora = random(&model, "lora", 16, 1);
+    let vera = random(&model, "vera", 256, 2);
+    let cfg = model.config.clone();
+    let with = |set: AdapterSet| {
+        let mut c = KvCache::new(&cfg);
+        c.set_adapters(set);
+        c
+    };
+    let mut none = [with(AdapterSet::none())];
+    let mut c_lora = [with(AdapterSet::fixed(&[(lora.clone(), 1.0)]))];
+    let mut c_vera = [with(AdapterSet::fixed(&[(vera.clone(), 1.0)]))];
+    decode(&mut runner, &mut none, 8, 1); // warm-up
+    // Interleave the three so that drift hits them alike.
+    let (mut b0, mut b1, mut b2) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..3 {
+        b0.push(decode(&mut runner, &mut none, n, reps));
+        b1.push(decode(&mut runner, &mut c_lora, n, reps));
+        b2.push(decode(&mut runner, &mut c_vera, n, reps));
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (base, l16, v256) = (med(&mut b0), med(&mut b1), med(&mut b2));
+    println!("| test (batch 1 decode, {threads} threads) | tok/s | vs no adapter |");
+    println!("|---|---|---|");
+    println!("| no adapter | {base:.1} | 1.000 |");
+    println!("| LoRA r=16, 7 projections | {l16:.1} | {:.3} |", l16 / base);
+    println!("| VeRA r=256, 7 projections | {v256:.1} | {:.3} |", v256 / base);
+
+    // 16 sequences: 16 different rank-16 LoRAs vs one shared.
+    let many: Vec<Arc<Adapter>> = (0..16).map(|i| random(&model, "lora", 16, 100 + i)).collect();
+    let mut shared: Vec<KvCache> = (0..16).map(|_| with(AdapterSet::fixed(&[(many[0].clone(), 1.0)]))).collect();
+    let mut distinct: Vec<KvCache> = many.iter().map(|a| with(AdapterSet::fixed(&[(a.clone(), 1.0)]))).collect();
+    let (mut s1, mut s2) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        s1.push(decode(&mut runner, &mut shared, n / 2, reps));
+        s2.push(decode(&mut runner, &mut distinct, n / 2, reps));
+    }
+    let (sh, di) = (med(&mut s1), med(&mut s2));
+    println!("| 16 sequences, one shared LoRA r=16 | {sh:.1} | |");
+    println!("| 16 sequences, 16 different LoRAs r=16 | {di:.1} | {:.3} of shared |", di / sh);
+
+    // Changing one sequence's set while the other 15 keep theirs (between two decode steps).
+    let sets: Vec<AdapterSet> = many.iter().map(|a| AdapterSet::fixed(&[(a.clone(), 1.0)])).collect();
+    let mut ns = Vec::new();
+    for i in 0..10_000 {
+        let t = Instant::now();
+        distinct[3].set_adapters(sets[i % 16].clone());
+        ns.push(t.elapsed().as_nanos() as f64);
+    }
+    ns.sort_by(f64::total_cmp);
+    println!("| change one sequence's adapter set | median {:.0} ns, p99 {:.0} ns | |", ns[ns.len() / 2], ns[ns.len() * 99 / 100]);
+}
