@@ -266,3 +266,144 @@ void graft_adapter_up_f32_avx2(const float *t, int64_t ldt, int64_t m, int64_t r
     if (m4) up_rows4(t, ldt, m4, r, tscale, bt, ldb, ncols, oscale, s, y, ldy);
     for (int64_t i = m4; i < m; i++) up_row1(t + i * ldt, r, tscale, bt, ldb, ncols, oscale, s, y + i * ldy);
 }
+
+/* ---- up over Q8_0 rows of BT ------------------------------------------------------------------ */
+
+/* Walks the blocks of BT that hold columns c0 .. c0+ncols-1: block b spans the absolute columns
+ * [32b, 32b + 32), of which lanes [lo, hi) are in range (only the first and the last block may be
+ * cut). y, oscale and the output columns are addressed from lane lo, so no pointer ever leaves
+ * [0, ncols). Decode (one row) takes two whole blocks (8 accumulators) per pass over j, with
+ * w = u_j·d_jb broadcast (u_j = tscale_j·t_j folded beforehand); row tiles of 2 to 4 rows take half
+ * a block (16 columns) per pass, the quants converted once per j and scaled by tscale_j·d_jb, then
+ * used by every row of the tile, blocks outermost so the r×34-byte column of blocks stays in L1
+ * across the row tiles. */
+enum { Q8_SIZE = (int)sizeof(graft_block_q8_0), Q8_QS = (int)offsetof(graft_block_q8_0, qs) };
+
+/* The f16 scale of the block at p (any alignment). */
+static inline float q8_d(const unsigned char *p) {
+    graft_f16 d;
+    __builtin_memcpy(&d, p, sizeof d);
+    return _cvtsh_ss(d);
+}
+
+/* The 8 int8 quants at p as floats. */
+static inline __m256 q8_cvt8(const unsigned char *p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+}
+
+/* y[c - lo] += (s·osc[c - lo])·acc[c] for the lanes lo <= c < hi of NV accumulators (a cut block). */
+static inline void q8_store_part(float *y, const float *osc, float s, const __m256 *acc, int nv, int lo, int hi) {
+    for (int v = 0; v < nv && 8 * v < hi; v++) {
+        _Alignas(32) float a[8];
+        _mm256_store_ps(a, acc[v]);
+        for (int c = 8 * v > lo ? 8 * v : lo; c < 8 * v + 8 && c < hi; c++) y[c - lo] += (osc ? s * osc[c - lo] : s) * a[c - 8 * v];
+    }
+}
+
+/* One row: acc[4b + v] = Σ_{j<jn} (u[j]·d_jb)·q_jb[8v .. 8v+8) over the NB blocks at q (row j's
+ * at q + j·bs), then y += g·acc over those blocks' lanes [lo, hi) of all 32·NB (lo = 0, hi = 32·NB
+ * when whole). */
+ALWAYS_INLINE void q8_row(const float *u, int64_t jn, const unsigned char *q, size_t bs, const float *osc,
+                          float s, float *y, int lo, int hi, const int NB) {
+    __m256 acc[8];
+    for (int v = 0; v < 4 * NB; v++) acc[v] = _mm256_setzero_ps();
+    for (int64_t j = 0; j < jn; j++, q += bs) {
+        for (int b = 0; b < NB; b++) {
+            const unsigned char *blk = q + b * Q8_SIZE;
+            const __m256 w = _mm256_set1_ps(u[j] * q8_d(blk));
+            for (int v = 0; v < 4; v++) acc[4 * b + v] = _mm256_fmadd_ps(w, q8_cvt8(blk + Q8_QS + 8 * v), acc[4 * b + v]);
+        }
+    }
+    if (lo == 0 && hi == 32 * NB)
+        up_store(y, osc, _mm256_set1_ps(s), acc, 4 * NB, 0, _mm256_set1_epi32(-1));
+    else
+        q8_store_part(y, osc, s, acc, 4 * NB, lo, hi);
+}
+
+static void q8_up_row1(const float *t, int64_t r, const float *tscale, const unsigned char *bt, size_t bs,
+                       int64_t c0, int64_t ncols, const float *oscale, float s, float *y) {
+    _Alignas(32) float ubuf[ADAPTER_JC];
+    const int64_t jc = tscale ? ADAPTER_JC : r, cend = c0 + ncols, bend = (cend - 1) / 32 + 1;
+    for (int64_t j0 = 0; j0 < r; j0 += jc) {
+        const int64_t jn = r - j0 < jc ? r - j0 : jc;
+        const float *u = t + j0;
+        if (tscale) {
+            int64_t j = 0;
+            for (; j + 8 <= jn; j += 8)
+                _mm256_store_ps(ubuf + j, _mm256_mul_ps(_mm256_loadu_ps(tscale + j0 + j), _mm256_loadu_ps(t + j0 + j)));
+            for (; j < jn; j++) ubuf[j] = tscale[j0 + j] * t[j0 + j];
+            u = ubuf;
+        }
+        const unsigned char *q = bt + (size_t)j0 * bs;
+        for (int64_t b = c0 / 32; b < bend;) {
+            const int64_t cs = 32 * b, lo = cs < c0 ? c0 - cs : 0, hi = cs + 32 > cend ? cend - cs : 32;
+            const int64_t c = cs + lo - c0; /* output column of lane lo */
+            if (lo == 0 && cs + 64 <= cend) {
+                q8_row(u, jn, q + b * Q8_SIZE, bs, at(oscale, c), s, y + c, 0, 64, 2);
+                b += 2;
+            } else {
+                q8_row(u, jn, q + b * Q8_SIZE, bs, at(oscale, c), s, y + c, (int)lo, (int)hi, 1);
+                b++;
+            }
+        }
+    }
+}
+
+/* MR rows × half h of the block at q: acc[p][v] = Σ_{j<r} t[p*ldt + j]·(tscale_j·d_j)·q_j[16h + 8v ..],
+ * then y[p*ldy + ·] += g·acc over lanes [lo, hi) of the half's 16. */
+ALWAYS_INLINE void q8_tile(const float *t, int64_t ldt, int64_t r, const float *tscale, const unsigned char *q,
+                           size_t bs, int h, const float *osc, float s, float *y, int64_t ldy, int lo, int hi,
+                           const int MR) {
+    __m256 acc[4][2];
+    for (int p = 0; p < MR; p++) acc[p][0] = acc[p][1] = _mm256_setzero_ps();
+    q += Q8_QS + 16 * h;
+    for (int64_t j = 0; j < r; j++, q += bs) {
+        const float d = q8_d(q - Q8_QS - 16 * h);
+        const __m256 w = _mm256_set1_ps(tscale ? tscale[j] * d : d);
+        const __m256 b0 = _mm256_mul_ps(w, q8_cvt8(q)), b1 = _mm256_mul_ps(w, q8_cvt8(q + 8));
+        for (int p = 0; p < MR; p++) {
+            const __m256 tv = _mm256_broadcast_ss(t + p * ldt + j);
+            acc[p][0] = _mm256_fmadd_ps(tv, b0, acc[p][0]);
+            acc[p][1] = _mm256_fmadd_ps(tv, b1, acc[p][1]);
+        }
+    }
+    const __m256 vs = _mm256_set1_ps(s);
+    const __m256i all = _mm256_set1_epi32(-1);
+    for (int p = 0; p < MR; p++) {
+        if (lo == 0 && hi == 16)
+            up_store(y + p * ldy, osc, vs, acc[p], 2, 0, all);
+        else
+            q8_store_part(y + p * ldy, osc, s, acc[p], 2, lo, hi);
+    }
+}
+
+/* Rows [0, mt) in tiles of up to 4 rows (a last tile of one row is left to the caller). */
+static void q8_up_rows(const float *t, int64_t ldt, int64_t mt, int64_t r, const float *tscale, const unsigned char *bt,
+                       size_t bs, int64_t c0, int64_t ncols, const float *oscale, float s, float *y, int64_t ldy) {
+    const int64_t cend = c0 + ncols, hend = (cend - 1) / 16 + 1;
+    for (int64_t hb = c0 / 16; hb < hend; hb++) {
+        const int64_t cs = 16 * hb, lo = cs < c0 ? c0 - cs : 0, hi = cs + 16 > cend ? cend - cs : 16;
+        const int64_t c = cs + lo - c0;
+        const unsigned char *q = bt + (hb / 2) * Q8_SIZE;
+        const float *osc = at(oscale, c);
+        for (int64_t i = 0; i < mt; i += 4) {
+            const int64_t mr = mt - i < 4 ? mt - i : 4;
+            const float *ti = t + i * ldt;
+            float *yi = y + i * ldy + c;
+            if (mr == 4) q8_tile(ti, ldt, r, tscale, q, bs, (int)(hb & 1), osc, s, yi, ldy, (int)lo, (int)hi, 4);
+            else if (mr == 3) q8_tile(ti, ldt, r, tscale, q, bs, (int)(hb & 1), osc, s, yi, ldy, (int)lo, (int)hi, 3);
+            else q8_tile(ti, ldt, r, tscale, q, bs, (int)(hb & 1), osc, s, yi, ldy, (int)lo, (int)hi, 2);
+        }
+    }
+}
+
+void graft_adapter_up_q8_0_avx2(const float *t, int64_t ldt, int64_t m, int64_t r, const float *tscale,
+                                const void *bt, size_t bt_stride, int64_t c0, int64_t ncols, const float *oscale,
+                                float s, float *y, int64_t ldy) {
+    if (m <= 0 || r <= 0 || ncols <= 0) return;
+    /* Rows in tiles of 4 (the last tile of 2 or 3 rows included); a lone last row, or m = 1, goes
+     * through the decode path. */
+    const int64_t mt = m % 4 == 1 ? m - 1 : m;
+    if (mt) q8_up_rows(t, ldt, mt, r, tscale, bt, bt_stride, c0, ncols, oscale, s, y, ldy);
+    if (mt < m) q8_up_row1(t + mt * ldt, r, tscale, bt, bt_stride, c0, ncols, oscale, s, y + mt * ldy);
+}

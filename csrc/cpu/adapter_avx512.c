@@ -16,3 +16,10 @@ void graft_adapter_up_f32_avx512(const float *t, int64_t ldt, int64_t m, int64_t
                                  float *y, int64_t ldy) {
     graft_adapter_up_f32_avx2(t, ldt, m, r, tscale, bt, ldb, ncols, oscale, s, y, ldy);
 }
+
+/* The Q8_0 up-projection: AVX2's too (same reasoning: a 512-bit variant enters when it measures faster). */
+void graft_adapter_up_q8_0_avx512(const float *t, int64_t ldt, int64_t m, int64_t r, const float *tscale,
+                                  const void *bt, size_t bt_stride, int64_t c0, int64_t ncols, const float *oscale,
+                                  float s, float *y, int64_t ldy) {
+    graft_adapter_up_q8_0_avx2(t, ldt, m, r, tscale, bt, bt_stride, c0, ncols, oscale, s, y, ldy);
+}

@@ -198,3 +198,137 @@ void graft_adapter_up_f32_neon(const float *t, int64_t ldt, int64_t m, int64_t r
     if (c4 < ncols)
         graft_adapter_up_f32_ref(t, ldt, m, r, tscale, bt + c4, ldb, ncols - c4, at(oscale, c4), s, y + c4, ldy);
 }
+
+/* ---- up over Q8_0 rows of BT ------------------------------------------------------------------ */
+
+/* adapter_avx2.c's scheme on 4-lane vectors: blocks of BT that hold columns c0 .. c0+ncols-1, lanes
+ * [lo, hi) of each in range, outputs addressed from lane lo; decode takes two whole blocks (16
+ * accumulators) per pass over j with w = u_j·d_jb, row tiles of 2 to 4 rows take half a block (16
+ * columns, the quants converted once per j, scaled by tscale_j·d_jb and used by every row). */
+enum { Q8_SIZE = (int)sizeof(graft_block_q8_0), Q8_QS = (int)offsetof(graft_block_q8_0, qs) };
+
+static inline float q8_d(const unsigned char *p) {
+    __fp16 d;
+    __builtin_memcpy(&d, p, sizeof d);
+    return (float)d;
+}
+
+/* The 16 int8 quants at p as four vectors of floats. */
+static inline void q8_cvt16(const unsigned char *p, float32x4_t *f) {
+    const int8x16_t q = vld1q_s8((const int8_t *)p);
+    const int16x8_t lo = vmovl_s8(vget_low_s8(q)), hi = vmovl_high_s8(q);
+    f[0] = vcvtq_f32_s32(vmovl_s16(vget_low_s16(lo)));
+    f[1] = vcvtq_f32_s32(vmovl_high_s16(lo));
+    f[2] = vcvtq_f32_s32(vmovl_s16(vget_low_s16(hi)));
+    f[3] = vcvtq_f32_s32(vmovl_high_s16(hi));
+}
+
+/* y[c - lo] += (s·osc[c - lo])·acc[c] for lanes lo <= c < hi of NV accumulators (a cut block). */
+static inline void q8_store_part(float *y, const float *osc, float s, const float32x4_t *acc, int nv, int lo, int hi) {
+    for (int v = 0; v < nv && 4 * v < hi; v++) {
+        float a[4];
+        vst1q_f32(a, acc[v]);
+        for (int c = 4 * v > lo ? 4 * v : lo; c < 4 * v + 4 && c < hi; c++) y[c - lo] += (osc ? s * osc[c - lo] : s) * a[c - 4 * v];
+    }
+}
+
+/* One row over NB whole blocks at q: acc = Σ_{j<jn} (u[j]·d_jb)·q_jb, y += g·acc over lanes [lo, hi). */
+ALWAYS_INLINE void q8_row(const float *u, int64_t jn, const unsigned char *q, size_t bs, const float *osc,
+                          float s, float *y, int lo, int hi, const int NB) {
+    float32x4_t acc[16];
+    for (int v = 0; v < 8 * NB; v++) acc[v] = vdupq_n_f32(0.0f);
+    for (int64_t j = 0; j < jn; j++, q += bs) {
+        for (int b = 0; b < NB; b++) {
+            const unsigned char *blk = q + b * Q8_SIZE;
+            const float w = u[j] * q8_d(blk);
+            float32x4_t f[8];
+            q8_cvt16(blk + Q8_QS, f);
+            q8_cvt16(blk + Q8_QS + 16, f + 4);
+            for (int v = 0; v < 8; v++) acc[8 * b + v] = vfmaq_n_f32(acc[8 * b + v], f[v], w);
+        }
+    }
+    if (lo == 0 && hi == 32 * NB)
+        up_store(y, osc, s, acc, 8 * NB);
+    else
+        q8_store_part(y, osc, s, acc, 8 * NB, lo, hi);
+}
+
+static void q8_up_row1(const float *t, int64_t r, const float *tscale, const unsigned char *bt, size_t bs,
+                       int64_t c0, int64_t ncols, const float *oscale, float s, float *y) {
+    float ubuf[ADAPTER_JC];
+    const int64_t jc = tscale ? ADAPTER_JC : r, cend = c0 + ncols, bend = (cend - 1) / 32 + 1;
+    for (int64_t j0 = 0; j0 < r; j0 += jc) {
+        const int64_t jn = r - j0 < jc ? r - j0 : jc;
+        const float *u = t + j0;
+        if (tscale) {
+            for (int64_t j = 0; j < jn; j++) ubuf[j] = tscale[j0 + j] * t[j0 + j];
+            u = ubuf;
+        }
+        const unsigned char *q = bt + (size_t)j0 * bs;
+        for (int64_t b = c0 / 32; b < bend;) {
+            const int64_t cs = 32 * b, lo = cs < c0 ? c0 - cs : 0, hi = cs + 32 > cend ? cend - cs : 32;
+            const int64_t c = cs + lo - c0;
+            if (lo == 0 && cs + 64 <= cend) {
+                q8_row(u, jn, q + b * Q8_SIZE, bs, at(oscale, c), s, y + c, 0, 64, 2);
+                b += 2;
+            } else {
+                q8_row(u, jn, q + b * Q8_SIZE, bs, at(oscale, c), s, y + c, (int)lo, (int)hi, 1);
+                b++;
+            }
+        }
+    }
+}
+
+/* MR rows × half h of the block at q, lanes [lo, hi) of the half's 16 stored. */
+ALWAYS_INLINE void q8_tile(const float *t, int64_t ldt, int64_t r, const float *tscale, const unsigned char *q,
+                           size_t bs, int h, const float *osc, float s, float *y, int64_t ldy, int lo, int hi,
+                           const int MR) {
+    float32x4_t acc[4][4];
+    for (int p = 0; p < MR; p++)
+        for (int v = 0; v < 4; v++) acc[p][v] = vdupq_n_f32(0.0f);
+    for (int64_t j = 0; j < r; j++, q += bs) {
+        const float d = q8_d(q);
+        const float w = tscale ? tscale[j] * d : d;
+        float32x4_t f[4];
+        q8_cvt16(q + Q8_QS + 16 * h, f);
+        for (int v = 0; v < 4; v++) f[v] = vmulq_n_f32(f[v], w);
+        for (int p = 0; p < MR; p++) {
+            const float tj = t[p * ldt + j];
+            for (int v = 0; v < 4; v++) acc[p][v] = vfmaq_n_f32(acc[p][v], f[v], tj);
+        }
+    }
+    for (int p = 0; p < MR; p++) {
+        if (lo == 0 && hi == 16)
+            up_store(y + p * ldy, osc, s, acc[p], 4);
+        else
+            q8_store_part(y + p * ldy, osc, s, acc[p], 4, lo, hi);
+    }
+}
+
+static void q8_up_rows(const float *t, int64_t ldt, int64_t mt, int64_t r, const float *tscale, const unsigned char *bt,
+                       size_t bs, int64_t c0, int64_t ncols, const float *oscale, float s, float *y, int64_t ldy) {
+    const int64_t cend = c0 + ncols, hend = (cend - 1) / 16 + 1;
+    for (int64_t hb = c0 / 16; hb < hend; hb++) {
+        const int64_t cs = 16 * hb, lo = cs < c0 ? c0 - cs : 0, hi = cs + 16 > cend ? cend - cs : 16;
+        const int64_t c = cs + lo - c0;
+        const unsigned char *q = bt + (hb / 2) * Q8_SIZE;
+        const float *osc = at(oscale, c);
+        for (int64_t i = 0; i < mt; i += 4) {
+            const int64_t mr = mt - i < 4 ? mt - i : 4;
+            const float *ti = t + i * ldt;
+            float *yi = y + i * ldy + c;
+            if (mr == 4) q8_tile(ti, ldt, r, tscale, q, bs, (int)(hb & 1), osc, s, yi, ldy, (int)lo, (int)hi, 4);
+            else if (mr == 3) q8_tile(ti, ldt, r, tscale, q, bs, (int)(hb & 1), osc, s, yi, ldy, (int)lo, (int)hi, 3);
+            else q8_tile(ti, ldt, r, tscale, q, bs, (int)(hb & 1), osc, s, yi, ldy, (int)lo, (int)hi, 2);
+        }
+    }
+}
+
+void graft_adapter_up_q8_0_neon(const float *t, int64_t ldt, int64_t m, int64_t r, const float *tscale,
+                                const void *bt, size_t bt_stride, int64_t c0, int64_t ncols, const float *oscale,
+                                float s, float *y, int64_t ldy) {
+    if (m <= 0 || r <= 0 || ncols <= 0) return;
+    const int64_t mt = m % 4 == 1 ? m - 1 : m;
+    if (mt) q8_up_rows(t, ldt, mt, r, tscale, bt, bt_stride, c0, ncols, oscale, s, y, ldy);
+    if (mt < m) q8_up_row1(t + mt * ldt, r, tscale, bt, bt_stride, c0, ncols, oscale, s, y + mt * ldy);
+}

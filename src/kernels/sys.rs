@@ -1877,6 +1877,23 @@ extern "C" {
     );
 }
 extern "C" {
+    pub fn graft_adapter_up_q8_0_ref(
+        t: *const f32,
+        ldt: i64,
+        m: i64,
+        r: i64,
+        tscale: *const f32,
+        bt: *const ::std::os::raw::c_void,
+        bt_stride: usize,
+        c0: i64,
+        ncols: i64,
+        oscale: *const f32,
+        s: f32,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
     pub fn graft_adapter_down_f32_avx2(
         x: *const f32,
         ldx: i64,
@@ -1898,6 +1915,23 @@ extern "C" {
         tscale: *const f32,
         bt: *const f32,
         ldb: i64,
+        ncols: i64,
+        oscale: *const f32,
+        s: f32,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_adapter_up_q8_0_avx2(
+        t: *const f32,
+        ldt: i64,
+        m: i64,
+        r: i64,
+        tscale: *const f32,
+        bt: *const ::std::os::raw::c_void,
+        bt_stride: usize,
+        c0: i64,
         ncols: i64,
         oscale: *const f32,
         s: f32,
@@ -1935,6 +1969,23 @@ extern "C" {
     );
 }
 extern "C" {
+    pub fn graft_adapter_up_q8_0_avx512(
+        t: *const f32,
+        ldt: i64,
+        m: i64,
+        r: i64,
+        tscale: *const f32,
+        bt: *const ::std::os::raw::c_void,
+        bt_stride: usize,
+        c0: i64,
+        ncols: i64,
+        oscale: *const f32,
+        s: f32,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
     pub fn graft_adapter_down_f32_neon(
         x: *const f32,
         ldx: i64,
@@ -1956,6 +2007,23 @@ extern "C" {
         tscale: *const f32,
         bt: *const f32,
         ldb: i64,
+        ncols: i64,
+        oscale: *const f32,
+        s: f32,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_adapter_up_q8_0_neon(
+        t: *const f32,
+        ldt: i64,
+        m: i64,
+        r: i64,
+        tscale: *const f32,
+        bt: *const ::std::os::raw::c_void,
+        bt_stride: usize,
+        c0: i64,
         ncols: i64,
         oscale: *const f32,
         s: f32,
