@@ -2,7 +2,7 @@
  * adapter_ref.c computes, in another summation order. The tiling is adapter_avx2.c's on 4-lane
  * vectors, with AArch64's 32 registers: down takes 1×4 tiles with two accumulator sets at decode and
  * 4×4 tiles at prefill; up takes 32 columns a row at decode and 4 rows × 16 columns at prefill. Tails
- * (k % 4 in down, ncols % 4 in up) are scalar. */
+ * (k % 4 in down, ncols % 4 in up) are scalar. up_q8_0 (BT in Q8_0 rows): see its section at the end. */
 #include <arm_neon.h>
 #include "kernels.h"
 
