@@ -36,7 +36,9 @@ extern "C" {
      *                   sum_{j<r} (tscale ? tscale[j] : 1) * t[i*ldt + j] * deq(bt row j)[c0 + c]    \
      * c0 (the first column) may be any value, not a multiple of 32 (threads split columns); oscale   \
      * points at column c0's scale already. tscale, oscale may be NULL. Only the blocks holding       \
-     * columns c0 .. c0+ncols-1 are read; bt and bt_stride need no alignment. The reference sums      \
+     * columns c0 .. c0+ncols-1 are read; bt and bt_stride need no alignment. Each output is computed \
+     * the same whatever c0 and ncols: threads splitting the columns get the bits of one call (rows   \
+     * split differently may not: m = 1 and m > 1 may round differently). The reference sums          \
      *   acc = 0; for j < r: acc += (tscale[j] * t[j]) * (d_jb * q_jc);  y[c] += (s * oscale[c]) * acc \
      * (d_jb * q_jc is exact in f32). m, r or ncols == 0 touches nothing. */                           \
     void graft_adapter_up_q8_0_##isa(const float *t, int64_t ldt, int64_t m, int64_t r,              \

@@ -551,7 +551,8 @@ fn up_q8_0_comparison_catches_wrong_values() {
     }
 }
 
-/// Threads splitting the columns at any point, through `up_q8_0_raw`, agree with one call.
+/// Threads splitting the columns at any point (inside blocks too), through `up_q8_0_raw`, get what one
+/// call gets.
 #[test]
 fn up_q8_0_raw_column_split_matches_one_call() {
     let mut rng = Rng(0x5eed_0007);
@@ -578,6 +579,10 @@ fn up_q8_0_raw_column_split_matches_one_call() {
             guards_intact(&y, &u.idx, &format!("{isa:?} up_q8_0_raw split"));
             let whole_f64: Vec<f64> = u.idx.iter().map(|&i| whole[i] as f64).collect();
             check(&y, &u.idx, &whole_f64, &u.bound, TOL_VS_REF, &format!("{isa:?} up_q8_0_raw split m={m}")).unwrap();
+            // And bit for bit, as the header promises (an output does not depend on c0 or ncols).
+            for &i in &u.idx {
+                assert_eq!(y[i].to_bits(), whole[i].to_bits(), "{isa:?} up_q8_0_raw split m={m}: y[{i}] {} vs {}", y[i], whole[i]);
+            }
         }
     }
 }

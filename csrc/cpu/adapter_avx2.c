@@ -9,7 +9,8 @@
  * (8 accumulators), with tscale folded into t beforehand; prefill takes 4 rows × 16 columns tiles,
  * columns outermost so the r×16 panel of BT stays in L1 across the row tiles, with tscale folded into
  * that panel. Folding goes through a stack buffer of ADAPTER_JC rows of j, so for r > ADAPTER_JC
- * the sum over j reaches y in chunks. */
+ * the sum over j reaches y in chunks.
+ * up_q8_0 (BT in Q8_0 rows): see its section at the end. */
 #include <immintrin.h>
 #include "kernels.h"
 
@@ -272,11 +273,13 @@ void graft_adapter_up_f32_avx2(const float *t, int64_t ldt, int64_t m, int64_t r
 /* Walks the blocks of BT that hold columns c0 .. c0+ncols-1: block b spans the absolute columns
  * [32b, 32b + 32), of which lanes [lo, hi) are in range (only the first and the last block may be
  * cut). y, oscale and the output columns are addressed from lane lo, so no pointer ever leaves
- * [0, ncols). Decode (one row) takes two whole blocks (8 accumulators) per pass over j, with
- * w = u_j·d_jb broadcast (u_j = tscale_j·t_j folded beforehand); row tiles of 2 to 4 rows take half
- * a block (16 columns) per pass, the quants converted once per j and scaled by tscale_j·d_jb, then
- * used by every row of the tile, blocks outermost so the r×34-byte column of blocks stays in L1
- * across the row tiles. */
+ * [0, ncols); a cut block is stored through copies (q8_store). Decode (one row) is bound by
+ * converting the quants (vpmovsxbd + vcvtdq2ps per 8), not by bandwidth: it takes two whole blocks
+ * (8 accumulators) per pass over j, each 8 quants converted once and FMAed with w = u_j·d_jb
+ * broadcast (u_j = tscale_j·t_j folded beforehand, both blocks' w made in one vector). Prefill
+ * converts each half block (16 columns) × ADAPTER_JC rows of BT once into an f32 panel (scaled by
+ * tscale_j·d_j) in L1 and runs every row tile of 2 to 4 rows over it: at m = 128 that is 1.6× faster
+ * than converting per tile of 4 rows, and as fast as the f32 kernel. */
 enum { Q8_SIZE = (int)sizeof(graft_block_q8_0), Q8_QS = (int)offsetof(graft_block_q8_0, qs) };
 
 /* The f16 scale of the block at p (any alignment). */
@@ -291,16 +294,29 @@ static inline __m256 q8_cvt8(const unsigned char *p) {
     return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
 }
 
-/* y[c - lo] += (s·osc[c - lo])·acc[c] for the lanes lo <= c < hi of NV accumulators (a cut block). */
-static inline void q8_store_part(float *y, const float *osc, float s, const __m256 *acc, int nv, int lo, int hi) {
-    for (int v = 0; v < nv && 8 * v < hi; v++) {
-        _Alignas(32) float a[8];
-        _mm256_store_ps(a, acc[v]);
-        for (int c = 8 * v > lo ? 8 * v : lo; c < 8 * v + 8 && c < hi; c++) y[c - lo] += (osc ? s * osc[c - lo] : s) * a[c - 8 * v];
+/* up_store over the lanes lo <= c < hi of 8·NV columns, y and osc addressed from lane lo. A cut
+ * block (lo > 0 or hi < 8·NV) goes through copies of y and osc, so that it rounds as a whole one. One
+ * call of up_store either way, indexing acc by constants only (so it stays in registers). */
+ALWAYS_INLINE void q8_store(float *y, const float *osc, __m256 vs, const __m256 *acc, const int NV, int lo, int hi) {
+    const int cut = lo != 0 || hi != 8 * NV;
+    _Alignas(32) float yb[64], ob[64];
+    float *yd = y;
+    const float *od = osc;
+    if (cut) {
+        for (int c = 0; c < 8 * NV; c++) {
+            const int in = c >= lo && c < hi;
+            yb[c] = in ? y[c - lo] : 0.0f;
+            ob[c] = in && osc ? osc[c - lo] : 0.0f;
+        }
+        yd = yb;
+        od = osc ? ob : NULL;
     }
+    up_store(yd, od, vs, acc, NV, 0, _mm256_set1_epi32(-1));
+    if (cut)
+        for (int c = lo; c < hi && c < 8 * NV; c++) y[c - lo] = yb[c];
 }
 
-/* One row: acc[4b + v] = Σ_{j<jn} (u[j]·d_jb)·q_jb[8v .. 8v+8) over the NB blocks at q (row j's
+/* One row: acc[4b + v] = Σ_{j<jn} (u[j]·d_jb)·q_jb[8v .. 8v+8) over the NB (1 or 2) blocks at q (row j's
  * at q + j·bs), then y += g·acc over those blocks' lanes [lo, hi) of all 32·NB (lo = 0, hi = 32·NB
  * when whole). */
 ALWAYS_INLINE void q8_row(const float *u, int64_t jn, const unsigned char *q, size_t bs, const float *osc,
@@ -308,16 +324,20 @@ ALWAYS_INLINE void q8_row(const float *u, int64_t jn, const unsigned char *q, si
     __m256 acc[8];
     for (int v = 0; v < 4 * NB; v++) acc[v] = _mm256_setzero_ps();
     for (int64_t j = 0; j < jn; j++, q += bs) {
+        /* [u_j·d_j0, u_j·d_j1]: both scales converted and scaled at once (12% faster than one by one). */
+        graft_f16 d0, d1 = 0;
+        __builtin_memcpy(&d0, q, sizeof d0);
+        if (NB > 1) __builtin_memcpy(&d1, q + Q8_SIZE, sizeof d1);
+        const __m128 wv = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)d0 | (uint32_t)d1 << 16))),
+                                     _mm_broadcast_ss(u + j));
         for (int b = 0; b < NB; b++) {
             const unsigned char *blk = q + b * Q8_SIZE;
-            const __m256 w = _mm256_set1_ps(u[j] * q8_d(blk));
+            const __m256 w = b == 0 ? _mm256_broadcastss_ps(wv)
+                                    : _mm256_permutevar8x32_ps(_mm256_castps128_ps256(wv), _mm256_set1_epi32(1));
             for (int v = 0; v < 4; v++) acc[4 * b + v] = _mm256_fmadd_ps(w, q8_cvt8(blk + Q8_QS + 8 * v), acc[4 * b + v]);
         }
     }
-    if (lo == 0 && hi == 32 * NB)
-        up_store(y, osc, _mm256_set1_ps(s), acc, 4 * NB, 0, _mm256_set1_epi32(-1));
-    else
-        q8_store_part(y, osc, s, acc, 4 * NB, lo, hi);
+    q8_store(y, osc, _mm256_set1_ps(s), acc, 4 * NB, lo, hi);
 }
 
 static void q8_up_row1(const float *t, int64_t r, const float *tscale, const unsigned char *bt, size_t bs,
@@ -349,50 +369,72 @@ static void q8_up_row1(const float *t, int64_t r, const float *tscale, const uns
     }
 }
 
-/* MR rows × half h of the block at q: acc[p][v] = Σ_{j<r} t[p*ldt + j]·(tscale_j·d_j)·q_j[16h + 8v ..],
- * then y[p*ldy + ·] += g·acc over lanes [lo, hi) of the half's 16. */
-ALWAYS_INLINE void q8_tile(const float *t, int64_t ldt, int64_t r, const float *tscale, const unsigned char *q,
-                           size_t bs, int h, const float *osc, float s, float *y, int64_t ldy, int lo, int hi,
-                           const int MR) {
-    __m256 acc[4][2];
-    for (int p = 0; p < MR; p++) acc[p][0] = acc[p][1] = _mm256_setzero_ps();
-    q += Q8_QS + 16 * h;
-    for (int64_t j = 0; j < r; j++, q += bs) {
-        const float d = q8_d(q - Q8_QS - 16 * h);
-        const __m256 w = _mm256_set1_ps(tscale ? tscale[j] * d : d);
-        const __m256 b0 = _mm256_mul_ps(w, q8_cvt8(q)), b1 = _mm256_mul_ps(w, q8_cvt8(q + 8));
-        for (int p = 0; p < MR; p++) {
-            const __m256 tv = _mm256_broadcast_ss(t + p * ldt + j);
-            acc[p][0] = _mm256_fmadd_ps(tv, b0, acc[p][0]);
-            acc[p][1] = _mm256_fmadd_ps(tv, b1, acc[p][1]);
+/* MR rows × 16 columns over a dequantized panel (row j at panel + 16j): acc[p][v] = Σ_{j<jn}
+ * t[p*ldt + j]·panel[16j + 8v ..], then y[p*ldy + ·] += g·acc over lanes [lo, hi) of the 16. */
+ALWAYS_INLINE void q8_tile(const float *t, int64_t ldt, int64_t jn, const float *panel, const float *osc, float s,
+                           float *y, int64_t ldy, int lo, int hi, const int MR) {
+    /* (Named accumulators: GCC 12 kept an acc[4][2] array in memory here, storing it every j.) */
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
+    for (int64_t j = 0; j < jn; j++) {
+        const __m256 b0 = _mm256_load_ps(panel + 16 * j), b1 = _mm256_load_ps(panel + 16 * j + 8);
+        __m256 tv = _mm256_broadcast_ss(t + j);
+        a00 = _mm256_fmadd_ps(tv, b0, a00);
+        a01 = _mm256_fmadd_ps(tv, b1, a01);
+        if (MR > 1) {
+            tv = _mm256_broadcast_ss(t + ldt + j);
+            a10 = _mm256_fmadd_ps(tv, b0, a10);
+            a11 = _mm256_fmadd_ps(tv, b1, a11);
+        }
+        if (MR > 2) {
+            tv = _mm256_broadcast_ss(t + 2 * ldt + j);
+            a20 = _mm256_fmadd_ps(tv, b0, a20);
+            a21 = _mm256_fmadd_ps(tv, b1, a21);
+        }
+        if (MR > 3) {
+            tv = _mm256_broadcast_ss(t + 3 * ldt + j);
+            a30 = _mm256_fmadd_ps(tv, b0, a30);
+            a31 = _mm256_fmadd_ps(tv, b1, a31);
         }
     }
+    const __m256 acc[4][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}};
     const __m256 vs = _mm256_set1_ps(s);
-    const __m256i all = _mm256_set1_epi32(-1);
-    for (int p = 0; p < MR; p++) {
-        if (lo == 0 && hi == 16)
-            up_store(y + p * ldy, osc, vs, acc[p], 2, 0, all);
-        else
-            q8_store_part(y + p * ldy, osc, s, acc[p], 2, lo, hi);
+    if (lo == 0 && hi == 16) {
+        for (int p = 0; p < MR; p++) up_store(y + p * ldy, osc, vs, acc[p], 2, 0, _mm256_set1_epi32(-1));
+    } else {
+        for (int p = 0; p < MR; p++) q8_store(y + p * ldy, osc, vs, acc[p], 2, lo, hi);
     }
 }
 
-/* Rows [0, mt) in tiles of up to 4 rows (a last tile of one row is left to the caller). */
+/* Rows [0, mt) in tiles of up to 4 rows (a last tile of one row is left to the caller): per half
+ * block of 16 columns and chunk of ADAPTER_JC rows of BT, the quants are converted once into an f32
+ * panel (scaled by tscale_j·d_j, exact d·q when tscale is absent) that stays in L1 while every row
+ * tile runs over it. */
 static void q8_up_rows(const float *t, int64_t ldt, int64_t mt, int64_t r, const float *tscale, const unsigned char *bt,
                        size_t bs, int64_t c0, int64_t ncols, const float *oscale, float s, float *y, int64_t ldy) {
+    _Alignas(32) float panel[ADAPTER_JC * 16];
     const int64_t cend = c0 + ncols, hend = (cend - 1) / 16 + 1;
     for (int64_t hb = c0 / 16; hb < hend; hb++) {
         const int64_t cs = 16 * hb, lo = cs < c0 ? c0 - cs : 0, hi = cs + 16 > cend ? cend - cs : 16;
         const int64_t c = cs + lo - c0;
-        const unsigned char *q = bt + (hb / 2) * Q8_SIZE;
         const float *osc = at(oscale, c);
-        for (int64_t i = 0; i < mt; i += 4) {
-            const int64_t mr = mt - i < 4 ? mt - i : 4;
-            const float *ti = t + i * ldt;
-            float *yi = y + i * ldy + c;
-            if (mr == 4) q8_tile(ti, ldt, r, tscale, q, bs, (int)(hb & 1), osc, s, yi, ldy, (int)lo, (int)hi, 4);
-            else if (mr == 3) q8_tile(ti, ldt, r, tscale, q, bs, (int)(hb & 1), osc, s, yi, ldy, (int)lo, (int)hi, 3);
-            else q8_tile(ti, ldt, r, tscale, q, bs, (int)(hb & 1), osc, s, yi, ldy, (int)lo, (int)hi, 2);
+        for (int64_t j0 = 0; j0 < r; j0 += ADAPTER_JC) {
+            const int64_t jn = r - j0 < ADAPTER_JC ? r - j0 : ADAPTER_JC;
+            const unsigned char *q = bt + (size_t)j0 * bs + (hb / 2) * Q8_SIZE;
+            for (int64_t j = 0; j < jn; j++, q += bs) {
+                const float d = q8_d(q);
+                const __m256 w = _mm256_set1_ps(tscale ? tscale[j0 + j] * d : d);
+                const unsigned char *qs = q + Q8_QS + 16 * (hb & 1);
+                _mm256_store_ps(panel + 16 * j, _mm256_mul_ps(w, q8_cvt8(qs)));
+                _mm256_store_ps(panel + 16 * j + 8, _mm256_mul_ps(w, q8_cvt8(qs + 8)));
+            }
+            for (int64_t i = 0; i < mt; i += 4) {
+                const int64_t mr = mt - i < 4 ? mt - i : 4;
+                const float *ti = t + i * ldt + j0;
+                float *yi = y + i * ldy + c;
+                if (mr == 4) q8_tile(ti, ldt, jn, panel, osc, s, yi, ldy, (int)lo, (int)hi, 4);
+                else if (mr == 3) q8_tile(ti, ldt, jn, panel, osc, s, yi, ldy, (int)lo, (int)hi, 3);
+                else q8_tile(ti, ldt, jn, panel, osc, s, yi, ldy, (int)lo, (int)hi, 2);
+            }
         }
     }
 }

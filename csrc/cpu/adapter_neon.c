@@ -2,7 +2,7 @@
  * adapter_ref.c computes, in another summation order. The tiling is adapter_avx2.c's on 4-lane
  * vectors, with AArch64's 32 registers: down takes 1×4 tiles with two accumulator sets at decode and
  * 4×4 tiles at prefill; up takes 32 columns a row at decode and 4 rows × 16 columns at prefill. Tails
- * (k % 4 in down, ncols % 4 in up) are scalar. */
+ * (k % 4 in down, ncols % 4 in up) are scalar. up_q8_0 (BT in Q8_0 rows): see its section at the end. */
 #include <arm_neon.h>
 #include "kernels.h"
 
@@ -202,9 +202,9 @@ void graft_adapter_up_f32_neon(const float *t, int64_t ldt, int64_t m, int64_t r
 /* ---- up over Q8_0 rows of BT ------------------------------------------------------------------ */
 
 /* adapter_avx2.c's scheme on 4-lane vectors: blocks of BT that hold columns c0 .. c0+ncols-1, lanes
- * [lo, hi) of each in range, outputs addressed from lane lo; decode takes two whole blocks (16
- * accumulators) per pass over j with w = u_j·d_jb, row tiles of 2 to 4 rows take half a block (16
- * columns, the quants converted once per j, scaled by tscale_j·d_jb and used by every row). */
+ * [lo, hi) of each in range, outputs addressed from lane lo; decode takes one block (8 accumulators)
+ * per pass over j with w = u_j·d_jb; row tiles of 2 to 4 rows × 16 columns run over
+ * an f32 panel of half a block's columns, converted once (scaled by tscale_j·d_j) for all rows. */
 enum { Q8_SIZE = (int)sizeof(graft_block_q8_0), Q8_QS = (int)offsetof(graft_block_q8_0, qs) };
 
 static inline float q8_d(const unsigned char *p) {
@@ -223,13 +223,17 @@ static inline void q8_cvt16(const unsigned char *p, float32x4_t *f) {
     f[3] = vcvtq_f32_s32(vmovl_high_s16(hi));
 }
 
-/* y[c - lo] += (s·osc[c - lo])·acc[c] for lanes lo <= c < hi of NV accumulators (a cut block). */
-static inline void q8_store_part(float *y, const float *osc, float s, const float32x4_t *acc, int nv, int lo, int hi) {
-    for (int v = 0; v < nv && 4 * v < hi; v++) {
-        float a[4];
-        vst1q_f32(a, acc[v]);
-        for (int c = 4 * v > lo ? 4 * v : lo; c < 4 * v + 4 && c < hi; c++) y[c - lo] += (osc ? s * osc[c - lo] : s) * a[c - 4 * v];
+/* up_store over the lanes lo <= c < hi of 4·NV columns (a cut block), y and osc addressed from
+ * lane lo, through copies of y and osc so that it rounds as a whole block. */
+ALWAYS_INLINE void q8_store_cut(float *y, const float *osc, float s, const float32x4_t *acc, const int NV, int lo, int hi) {
+    float yb[64], ob[64];
+    for (int c = 0; c < 4 * NV; c++) {
+        const int in = c >= lo && c < hi;
+        yb[c] = in ? y[c - lo] : 0.0f;
+        ob[c] = in && osc ? osc[c - lo] : 0.0f;
     }
+    up_store(yb, osc ? ob : NULL, s, acc, NV);
+    for (int c = lo; c < hi && c < 4 * NV; c++) y[c - lo] = yb[c];
 }
 
 /* One row over NB whole blocks at q: acc = Σ_{j<jn} (u[j]·d_jb)·q_jb, y += g·acc over lanes [lo, hi). */
@@ -241,16 +245,17 @@ ALWAYS_INLINE void q8_row(const float *u, int64_t jn, const unsigned char *q, si
         for (int b = 0; b < NB; b++) {
             const unsigned char *blk = q + b * Q8_SIZE;
             const float w = u[j] * q8_d(blk);
-            float32x4_t f[8];
-            q8_cvt16(blk + Q8_QS, f);
-            q8_cvt16(blk + Q8_QS + 16, f + 4);
-            for (int v = 0; v < 8; v++) acc[8 * b + v] = vfmaq_n_f32(acc[8 * b + v], f[v], w);
+            for (int h = 0; h < 2; h++) {
+                float32x4_t f[4];
+                q8_cvt16(blk + Q8_QS + 16 * h, f);
+                for (int v = 0; v < 4; v++) acc[8 * b + 4 * h + v] = vfmaq_n_f32(acc[8 * b + 4 * h + v], f[v], w);
+            }
         }
     }
     if (lo == 0 && hi == 32 * NB)
         up_store(y, osc, s, acc, 8 * NB);
     else
-        q8_store_part(y, osc, s, acc, 8 * NB, lo, hi);
+        q8_store_cut(y, osc, s, acc, 8 * NB, lo, hi);
 }
 
 static void q8_up_row1(const float *t, int64_t r, const float *tscale, const unsigned char *bt, size_t bs,
@@ -265,61 +270,76 @@ static void q8_up_row1(const float *t, int64_t r, const float *tscale, const uns
             u = ubuf;
         }
         const unsigned char *q = bt + (size_t)j0 * bs;
-        for (int64_t b = c0 / 32; b < bend;) {
+        for (int64_t b = c0 / 32; b < bend; b++) {
             const int64_t cs = 32 * b, lo = cs < c0 ? c0 - cs : 0, hi = cs + 32 > cend ? cend - cs : 32;
             const int64_t c = cs + lo - c0;
-            if (lo == 0 && cs + 64 <= cend) {
-                q8_row(u, jn, q + b * Q8_SIZE, bs, at(oscale, c), s, y + c, 0, 64, 2);
-                b += 2;
-            } else {
-                q8_row(u, jn, q + b * Q8_SIZE, bs, at(oscale, c), s, y + c, (int)lo, (int)hi, 1);
-                b++;
-            }
+            /* One block (8 accumulators) at a time: two (16, with their conversion temporaries)
+             * made GCC 12 spill accumulators in the loop. */
+            q8_row(u, jn, q + b * Q8_SIZE, bs, at(oscale, c), s, y + c, (int)lo, (int)hi, 1);
         }
     }
 }
 
-/* MR rows × half h of the block at q, lanes [lo, hi) of the half's 16 stored. */
-ALWAYS_INLINE void q8_tile(const float *t, int64_t ldt, int64_t r, const float *tscale, const unsigned char *q,
-                           size_t bs, int h, const float *osc, float s, float *y, int64_t ldy, int lo, int hi,
-                           const int MR) {
-    float32x4_t acc[4][4];
-    for (int p = 0; p < MR; p++)
-        for (int v = 0; v < 4; v++) acc[p][v] = vdupq_n_f32(0.0f);
-    for (int64_t j = 0; j < r; j++, q += bs) {
-        const float d = q8_d(q);
-        const float w = tscale ? tscale[j] * d : d;
-        float32x4_t f[4];
-        q8_cvt16(q + Q8_QS + 16 * h, f);
-        for (int v = 0; v < 4; v++) f[v] = vmulq_n_f32(f[v], w);
-        for (int p = 0; p < MR; p++) {
-            const float tj = t[p * ldt + j];
-            for (int v = 0; v < 4; v++) acc[p][v] = vfmaq_n_f32(acc[p][v], f[v], tj);
-        }
+/* MR rows × 16 columns over a dequantized panel (row j at panel + 16j), lanes [lo, hi) stored. */
+ALWAYS_INLINE void q8_tile(const float *t, int64_t ldt, int64_t jn, const float *panel, const float *osc, float s,
+                           float *y, int64_t ldy, int lo, int hi, const int MR) {
+    /* (Named accumulators: GCC 12 kept an acc[4][4] array in memory here, storing it every j.) */
+    const float32x4_t z = vdupq_n_f32(0.0f);
+    float32x4_t a00 = z, a01 = z, a02 = z, a03 = z, a10 = z, a11 = z, a12 = z, a13 = z;
+    float32x4_t a20 = z, a21 = z, a22 = z, a23 = z, a30 = z, a31 = z, a32 = z, a33 = z;
+#define Q8_TILE_ROW(p)                                                                               \
+    do {                                                                                             \
+        const float tj = t[(p) * ldt + j];                                                           \
+        a##p##0 = vfmaq_n_f32(a##p##0, f0, tj);                                                      \
+        a##p##1 = vfmaq_n_f32(a##p##1, f1, tj);                                                      \
+        a##p##2 = vfmaq_n_f32(a##p##2, f2, tj);                                                      \
+        a##p##3 = vfmaq_n_f32(a##p##3, f3, tj);                                                      \
+    } while (0)
+    for (int64_t j = 0; j < jn; j++) {
+        const float32x4_t f0 = vld1q_f32(panel + 16 * j), f1 = vld1q_f32(panel + 16 * j + 4);
+        const float32x4_t f2 = vld1q_f32(panel + 16 * j + 8), f3 = vld1q_f32(panel + 16 * j + 12);
+        Q8_TILE_ROW(0);
+        if (MR > 1) Q8_TILE_ROW(1);
+        if (MR > 2) Q8_TILE_ROW(2);
+        if (MR > 3) Q8_TILE_ROW(3);
     }
-    for (int p = 0; p < MR; p++) {
-        if (lo == 0 && hi == 16)
-            up_store(y + p * ldy, osc, s, acc[p], 4);
-        else
-            q8_store_part(y + p * ldy, osc, s, acc[p], 4, lo, hi);
+#undef Q8_TILE_ROW
+    const float32x4_t acc[4][4] = {{a00, a01, a02, a03}, {a10, a11, a12, a13}, {a20, a21, a22, a23}, {a30, a31, a32, a33}};
+    if (lo == 0 && hi == 16) {
+        for (int p = 0; p < MR; p++) up_store(y + p * ldy, osc, s, acc[p], 4);
+    } else {
+        for (int p = 0; p < MR; p++) q8_store_cut(y + p * ldy, osc, s, acc[p], 4, lo, hi);
     }
 }
 
+/* Rows [0, mt) in tiles of up to 4 rows (a last tile of one row is left to the caller), over an f32
+ * panel of each half block (16 columns) × ADAPTER_JC rows of BT, scaled by tscale_j·d_j. */
 static void q8_up_rows(const float *t, int64_t ldt, int64_t mt, int64_t r, const float *tscale, const unsigned char *bt,
                        size_t bs, int64_t c0, int64_t ncols, const float *oscale, float s, float *y, int64_t ldy) {
+    float panel[ADAPTER_JC * 16];
     const int64_t cend = c0 + ncols, hend = (cend - 1) / 16 + 1;
     for (int64_t hb = c0 / 16; hb < hend; hb++) {
         const int64_t cs = 16 * hb, lo = cs < c0 ? c0 - cs : 0, hi = cs + 16 > cend ? cend - cs : 16;
         const int64_t c = cs + lo - c0;
-        const unsigned char *q = bt + (hb / 2) * Q8_SIZE;
         const float *osc = at(oscale, c);
-        for (int64_t i = 0; i < mt; i += 4) {
-            const int64_t mr = mt - i < 4 ? mt - i : 4;
-            const float *ti = t + i * ldt;
-            float *yi = y + i * ldy + c;
-            if (mr == 4) q8_tile(ti, ldt, r, tscale, q, bs, (int)(hb & 1), osc, s, yi, ldy, (int)lo, (int)hi, 4);
-            else if (mr == 3) q8_tile(ti, ldt, r, tscale, q, bs, (int)(hb & 1), osc, s, yi, ldy, (int)lo, (int)hi, 3);
-            else q8_tile(ti, ldt, r, tscale, q, bs, (int)(hb & 1), osc, s, yi, ldy, (int)lo, (int)hi, 2);
+        for (int64_t j0 = 0; j0 < r; j0 += ADAPTER_JC) {
+            const int64_t jn = r - j0 < ADAPTER_JC ? r - j0 : ADAPTER_JC;
+            const unsigned char *q = bt + (size_t)j0 * bs + (hb / 2) * Q8_SIZE;
+            for (int64_t j = 0; j < jn; j++, q += bs) {
+                const float d = q8_d(q);
+                const float w = tscale ? tscale[j0 + j] * d : d;
+                float32x4_t f[4];
+                q8_cvt16(q + Q8_QS + 16 * (hb & 1), f);
+                for (int v = 0; v < 4; v++) vst1q_f32(panel + 16 * j + 4 * v, vmulq_n_f32(f[v], w));
+            }
+            for (int64_t i = 0; i < mt; i += 4) {
+                const int64_t mr = mt - i < 4 ? mt - i : 4;
+                const float *ti = t + i * ldt + j0;
+                float *yi = y + i * ldy + c;
+                if (mr == 4) q8_tile(ti, ldt, jn, panel, osc, s, yi, ldy, (int)lo, (int)hi, 4);
+                else if (mr == 3) q8_tile(ti, ldt, jn, panel, osc, s, yi, ldy, (int)lo, (int)hi, 3);
+                else q8_tile(ti, ldt, jn, panel, osc, s, yi, ldy, (int)lo, (int)hi, 2);
+            }
         }
     }
 }

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include "kernels.h"
 
 static int failures = 0;
@@ -82,6 +83,71 @@ static int adapter_checks(void) {
                     checks++;
                 }
     free(x); free(a); free(ts); free(ta); free(tb);
+    return checks;
+}
+
+/* The Q8_0 up-projection: NEON against the reference over odd sizes, first columns c0 inside blocks,
+ * ranges that end mid-block, padded strides, with and without the scales; every output within 2e-5
+ * of the sum of its terms' magnitudes, nothing written outside the outputs, and a NaN scale on every
+ * block outside the range (reading one would show). */
+static int adapter_q8_checks(void) {
+    static const int64_t ms[] = {1, 2, 3, 5, 9}, rs[] = {1, 3, 16, 33, 256, 300}, ns[] = {32, 64, 576};
+    static const int64_t c0s[] = {0, 1, 17, 31, 32, 45};
+    const size_t big = 300 * 700;
+    float *t = malloc(big * sizeof *t), *ts = malloc(big * sizeof *ts), *bf = malloc(big * sizeof *bf);
+    float *ya = malloc(big * sizeof *ya), *yb = malloc(big * sizeof *yb);
+    unsigned char *bt = malloc(300 * (576 / 32 * 34 + 40));
+    int checks = 0;
+    for (size_t i = 0; i < big; i++) { t[i] = frand() * 3; ts[i] = frand() * 1.5f; bf[i] = frand() * 0.5f; }
+    for (size_t im = 0; im < 5; im++)
+        for (size_t ir = 0; ir < 6; ir++)
+            for (size_t in = 0; in < 3; in++)
+                for (size_t ic = 0; ic < 6; ic++)
+                    for (int mid = 0; mid < 2; mid++) {
+                        const int64_t m = ms[im], r = rs[ir], n = ns[in], c0 = c0s[ic], v = (int64_t)(im + ir + in + ic + mid);
+                        if (c0 >= n) continue;
+                        int64_t nc = n - c0;
+                        if (mid) { nc = 1 + (n - c0 - 1) * 2 / 3; if ((c0 + nc) % 32 == 0) nc--; if (nc < 1) continue; }
+                        const int sc = (int)(v % 4);
+                        const int64_t pad = (v % 3) * 3, ldt = r + pad, ldy = nc + 2 * pad;
+                        const size_t row = (size_t)n / 32 * 34, bs = row + (size_t)(v % 3) * 19;
+                        const int64_t bfirst = c0 / 32, blast = (c0 + nc - 1) / 32;
+                        for (int64_t j = 0; j < r; j++) {
+                            graft_quantize_row_q8_0_ref(bf + j * n, bt + j * bs, n);
+                            for (size_t k = row; k < bs; k++) bt[j * bs + k] = 0xff;
+                            for (int64_t b = 0; b < n / 32; b++)
+                                if (b < bfirst || b > blast) { bt[j * bs + b * 34] = 0xff; bt[j * bs + b * 34 + 1] = 0x7f; }
+                        }
+                        const float *tsc = sc & 1 ? ts : NULL, *osc = sc & 2 ? ts + 11 : NULL;
+                        for (int64_t i = 0; i < m * ldy + 5; i++) {
+                            const int64_t rw = i / ldy, c = i % ldy;
+                            ya[i] = yb[i] = rw < m && c < nc ? frand() * 4 : GUARD;
+                        }
+                        graft_adapter_up_q8_0_ref(t, ldt, m, r, tsc, bt, bs, c0, nc, osc, 0.75f, ya, ldy);
+                        graft_adapter_up_q8_0_neon(t, ldt, m, r, tsc, bt, bs, c0, nc, osc, 0.75f, yb, ldy);
+                        int bad = 0;
+                        for (int64_t i = 0; i < m * ldy + 5 && !bad; i++) {
+                            const int64_t rw = i / ldy, c = i % ldy;
+                            if (rw >= m || c >= nc) { bad = yb[i] != GUARD; continue; }
+                            double bound = 0;
+                            for (int64_t j = 0; j < r; j++) {
+                                const unsigned char *blk = bt + j * bs + (c0 + c) / 32 * 34;
+                                __fp16 d;
+                                memcpy(&d, blk, 2);
+                                const double w = (double)d * (int8_t)blk[2 + (c0 + c) % 32];
+                                bound += fabs((double)(tsc ? tsc[j] : 1) * t[rw * ldt + j] * w);
+                            }
+                            bound = fabs((double)ya[i]) + 0.75 * (osc ? fabs((double)osc[c]) : 1) * bound;
+                            bad = !(fabs((double)yb[i] - ya[i]) <= 2e-5 * bound);
+                        }
+                        if (bad) {
+                            printf("FAIL adapter up_q8_0 m=%lld r=%lld n=%lld c0=%lld ncols=%lld scales=%d\n", (long long)m,
+                                   (long long)r, (long long)n, (long long)c0, (long long)nc, sc);
+                            failures++;
+                        }
+                        checks++;
+                    }
+    free(t); free(ts); free(bf); free(ya); free(yb); free(bt);
     return checks;
 }
 
@@ -170,6 +236,7 @@ int main(void) {
         }
     }
     checks += adapter_checks();
+    checks += adapter_q8_checks();
     printf("%d passed, %d failed\n", checks - failures, failures);
     return failures != 0;
 }
