@@ -40,12 +40,11 @@ pub fn read(path: &Path) -> Result<NativeAdapter> {
         }
         let (cols, rows) = (t.row_len(), t.n_rows());
         let data = g.tensor_data(t);
+        if t.ty == QuantType::F32 && data.len() == cols * rows * 4 {
+            return Ok(data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect());
+        }
         let mut out = vec![0f32; cols * rows];
-        if t.ty == QuantType::F32 && data.len() == out.len() * 4 {
-            for (o, c) in out.iter_mut().zip(data.chunks_exact(4)) {
-                *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-            }
-        } else {
+        {
             let rb = data.len() / rows.max(1);
             for r in 0..rows {
                 kq.dequantize_row(t.ty, &data[r * rb..(r + 1) * rb], &mut out[r * cols..(r + 1) * cols]).map_err(|e| Error::format(&file, &t.name, e.to_string()))?;

@@ -109,16 +109,17 @@ impl NativeAdapter {
         let scale_of = |r: usize| LoraLayer::scale_for(alpha, r, rslora);
         let half = jobs.len().div_ceil(2);
         let mut rest = jobs.split_off(half);
-        let convert = |jobs: &mut Vec<_>| -> Result<Vec<(usize, LinearKind, super::Term, usize)>> {
+        #[allow(clippy::type_complexity)]
+        let convert = |jobs: &mut Vec<_>| -> Result<Vec<(usize, LinearKind, super::Term, usize, Option<super::term::LowRankQ8>)>> {
             let mut out = Vec::with_capacity(jobs.len());
             for (l, kind, prefix, r, ni, no, a, b, heads) in jobs.drain(..) {
                 let a: Vec<f32> = a;
                 let b: Vec<f32> = b;
-                if let Some(i) = a.iter().position(|v| !v.is_finite()) {
-                    return Err(Error::format(&file, format!("{prefix}.lora_a"), format!("non-finite value at element {i}")));
-                }
-                if let Some(i) = b.iter().position(|v| !v.is_finite()) {
-                    return Err(Error::format(&file, format!("{prefix}.lora_b"), format!("non-finite value at element {i}")));
+                for (v, p) in [(&a, "lora_a"), (&b, "lora_b")] {
+                    if !super::term::all_finite(v) {
+                        let i = v.iter().position(|x| !x.is_finite()).unwrap_or(0);
+                        return Err(Error::format(&file, format!("{prefix}.{p}"), format!("non-finite value at element {i}")));
+                    }
                 }
                 let params = a.len() + b.len();
                 let mut lr = super::LowRank::from_a_b(r, ni, no, a, &b, scale_of(r));
@@ -131,7 +132,8 @@ impl NativeAdapter {
                         }
                     }
                 }
-                out.push((l, kind, super::Term::LowRank(lr), params));
+                let q8 = super::term::LowRankQ8::of(&lr);
+                out.push((l, kind, super::Term::LowRank(lr), params, q8));
             }
             Ok(out)
         };
@@ -144,12 +146,13 @@ impl NativeAdapter {
         let mut ad = Adapter::empty(name, &self.method, &file, n_layers);
         ad.hyper = std::mem::take(&mut self.hyper);
         ad.base_fingerprint = self.base_fingerprint.take();
-        for (l, kind, term, params) in first?.into_iter().chain(second?) {
+        ad.q8 = (0..n_layers).map(|_| Default::default()).collect();
+        for (l, kind, term, params, q8) in first?.into_iter().chain(second?) {
             ad.trainable_params += params;
             ad.layers[l][kind as usize] = Some(term);
+            ad.q8[l][kind as usize] = q8;
         }
         ad.check_fits_shapes(model)?;
-        ad.prepare_q8();
         Ok(ad)
     }
 

@@ -83,11 +83,10 @@ impl LowRank {
     pub fn from_a_b(r: usize, n_in: usize, n_out: usize, a: Vec<f32>, b: &[f32], scale: f32) -> LowRank {
         assert_eq!(a.len(), r * n_in, "A must be [r, n_in]");
         assert_eq!(b.len(), n_out * r, "B must be [n_out, r]");
-        let mut bt = vec![0f32; r * n_out];
-        for o in 0..n_out {
-            for j in 0..r {
-                bt[j * n_out + o] = b[o * r + j];
-            }
+        // Row j of Bᵀ gathers column j of B (B is small enough to stay in cache); no zero-fill.
+        let mut bt = Vec::with_capacity(r * n_out);
+        for j in 0..r {
+            bt.extend(b[j..].iter().step_by(r).take(n_out));
         }
         LowRank { r, n_in, n_out, a, bt, scale }
     }
@@ -197,7 +196,7 @@ impl Term {
 
     /// Every value finite?
     pub fn all_finite(&self) -> bool {
-        let f = |v: &[f32]| v.iter().all(|x| x.is_finite());
+        let f = all_finite;
         match self {
             Term::LowRank(t) => f(&t.a) && f(&t.bt) && t.scale.is_finite(),
             Term::Dora(t) => f(&t.lora.a) && f(&t.lora.bt) && f(&t.c) && t.lora.scale.is_finite(),
@@ -228,4 +227,9 @@ impl LowRankQ8 {
             bt: crate::kernels::adapter::quantize_rows_q8_0(&t.bt, t.r, t.n_out),
         })
     }
+}
+
+/// Whether every value is finite (a branch-free scan the compiler vectorizes).
+pub fn all_finite(v: &[f32]) -> bool {
+    v.iter().fold(0u32, |acc, x| acc | (x.to_bits() & 0x7f80_0000 == 0x7f80_0000) as u32) == 0
 }
