@@ -119,6 +119,10 @@ pub struct Runner {
     adapters: crate::adapter::AdapterSet,
 }
 
+/// Largest down-projection work (multiply-adds) that every thread repeats for itself rather than
+/// sharing it behind a barrier: a rank-16 LoRA on three projections of width 576 is 27,648.
+const PRIVATE_DOWN_MACS: usize = 100_000;
+
 /// Rows of W a thread takes at a time, so that threads write whole cache lines of the output.
 const ROW_ALIGN: usize = 16;
 
@@ -362,44 +366,58 @@ impl Runner {
         let (layer, segs, ad) = adapters;
         let plan = AdapterPlan::build(layer, segs, &jobs.iter().map(|j| j.0).collect::<Vec<_>>(), model, nm == Numerics::Q8);
         let ka = crate::kernels::adapter::selected();
-        if !plan.down.is_empty() {
-            // 8-bit factors read the input as Q8_0 rows.
-            let xq8: &[u8] = if plan.down.iter().any(|u| u.a_q8.is_some()) {
-                let rb = QuantType::Q8_0.row_bytes(n).expect("8-bit factors only for widths of whole blocks");
-                let q = grow(&mut ad.xq, t * rb);
-                for i in 0..t {
-                    kq.quantize_act(QuantType::Q8_0, &x[i * n..(i + 1) * n], &mut q[i * rb..(i + 1) * rb])?;
+        // 8-bit factors read the input as Q8_0 rows.
+        if plan.down.iter().any(|u| u.a_q8.is_some()) {
+            let rb = QuantType::Q8_0.row_bytes(n).expect("8-bit factors only for widths of whole blocks");
+            let q = grow(&mut ad.xq, t * rb);
+            for i in 0..t {
+                kq.quantize_act(QuantType::Q8_0, &x[i * n..(i + 1) * n], &mut q[i * rb..(i + 1) * rb])?;
+            }
+        }
+        // Few rows (decode): every thread computes all down-projections into a T buffer of its own
+        // at the start of the main region, which saves a barrier per call; more rows: the threads
+        // share the rank of each down-projection in a region of its own.
+        let down_macs: usize = plan.down.iter().map(|u| u.r * u.n_in * u.rows.len()).sum();
+        let private_down = t <= 4 && down_macs <= PRIVATE_DOWN_MACS;
+        let nthreads = pool.threads();
+        grow(&mut ad.t, if private_down { plan.t_len * nthreads } else { plan.t_len });
+        let AdScratch { t: tbuf, xq: xq_ad } = ad;
+        let xq8: &[u8] = xq_ad;
+        let tp = SharedMut(tbuf.as_mut_ptr());
+        // Rows jr of unit u's down-projection into the T buffer at offset `base`.
+        let down = |u: &DownUnit, jr: Range<usize>, base: usize| {
+            if let Some(aq) = u.a_q8 {
+                let rb = QuantType::Q8_0.row_bytes(u.n_in).expect("whole blocks");
+                // SAFETY: unit u owns T[base + u.t_off .. + rows*r] (units are disjoint); the callers
+                // give each thread either disjoint columns jr or a buffer of its own.
+                unsafe {
+                    kq.gemm_raw(QuantType::Q8_0, u.n_in, &aq[jr.start * rb..jr.end * rb], jr.len(), &xq8[u.rows.start * rb..u.rows.end * rb], false, u.rows.len(), tp.get().add(base + u.t_off + jr.start), u.r);
                 }
-                &ad.xq[..t * rb]
             } else {
-                &[]
-            };
-            let tp = SharedMut(grow(&mut ad.t, plan.t_len).as_mut_ptr());
+                // SAFETY: as above.
+                let tu = unsafe { std::slice::from_raw_parts_mut(tp.get().add(base + u.t_off), u.rows.len() * u.r) };
+                ka.down(&x[u.rows.start * n..u.rows.end * n], n, u.rows.len(), &u.a[jr.start * u.lda..], u.lda, jr.len(), u.n_in, &mut tu[jr.start..], u.r);
+            }
+        };
+        if !plan.down.is_empty() && !private_down {
             pool.run(|tid, nth| {
                 for u in &plan.down {
                     let jr = split(u.r, tid, nth, 1);
-                    if jr.is_empty() {
-                        continue;
+                    if !jr.is_empty() {
+                        down(u, jr, 0);
                     }
-                    if let Some(aq) = u.a_q8 {
-                        let rb = QuantType::Q8_0.row_bytes(u.n_in).expect("whole blocks");
-                        let xrb = rb;
-                        // SAFETY: unit u owns t[u.t_off .. u.t_off + rows*r] (units are disjoint); this
-                        // thread writes only columns jr of each of its rows, disjoint from other threads'.
-                        unsafe {
-                            kq.gemm_raw(QuantType::Q8_0, u.n_in, &aq[jr.start * rb..jr.end * rb], jr.len(), &xq8[u.rows.start * xrb..u.rows.end * xrb], false, u.rows.len(), tp.get().add(u.t_off + jr.start), u.r);
-                        }
-                        continue;
-                    }
-                    // SAFETY: as above.
-                    let tu = unsafe { std::slice::from_raw_parts_mut(tp.get().add(u.t_off), u.rows.len() * u.r) };
-                    let tu = &mut tu[jr.start..];
-                    ka.down(&x[u.rows.start * n..u.rows.end * n], n, u.rows.len(), &u.a[jr.start * u.lda..], u.lda, jr.len(), u.n_in, tu, u.r);
                 }
             });
         }
-        let ad: &[f32] = &ad.t[..plan.t_len.min(ad.t.len())];
         pool.run(|tid, nth| {
+            let tbase = if private_down {
+                for u in &plan.down {
+                    down(u, 0..u.r, tid * plan.t_len);
+                }
+                tid * plan.t_len
+            } else {
+                0
+            };
             for (ji, &(w, wb, y)) in jobs.iter().enumerate() {
                 let r = split(w.n_out, tid, nth, ROW_ALIGN);
                 if r.is_empty() {
@@ -422,7 +440,9 @@ impl Runner {
                     }
                 }
                 for u in plan.up.iter().filter(|u| u.job == ji) {
-                    let tu = &ad[u.t_off..u.t_off + u.rows.len() * u.r];
+                    // SAFETY: the T rows of unit u, written before this region (shared buffer) or
+                    // by this thread above (private buffer); only read here.
+                    let tu = unsafe { std::slice::from_raw_parts(tp.get().add(tbase + u.t_off), u.rows.len() * u.r) };
                     let yp = y.get().wrapping_add(u.rows.start * w.n_out + r.start);
                     let os = u.oscale.map(|o| &o[r.start..]);
                     // SAFETY: rows u.rows × columns r of the [t, n_out] output: this thread's columns.
