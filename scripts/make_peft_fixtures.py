@@ -10,7 +10,7 @@ import json, os, sys
 import numpy as np
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
-from peft import LoraConfig, VeraConfig, get_peft_model
+from peft import LoKrConfig, LoraConfig, MissConfig, RandLoraConfig, VeraConfig, get_peft_model
 import gguf
 
 out = sys.argv[1] if len(sys.argv) > 1 else "tests/data/peft"
@@ -81,6 +81,9 @@ configs = {
     "rslora": LoraConfig(r=4, lora_alpha=8, target_modules=TARGETS, lora_dropout=0.0, use_rslora=True),
     "dora": LoraConfig(r=4, lora_alpha=8, target_modules=TARGETS, lora_dropout=0.0, use_dora=True),
     "vera": VeraConfig(r=16, target_modules=TARGETS, vera_dropout=0.0, projection_prng_key=7, save_projection=True),
+    "miss": MissConfig(r=8, target_modules=TARGETS),
+    "lokr": LoKrConfig(r=4, alpha=8, target_modules=TARGETS),
+    "randlora": RandLoraConfig(r=16, randlora_alpha=32, target_modules=TARGETS, projection_prng_key=3, save_projection=True),
 }
 for name, pc in configs.items():
     base = LlamaForCausalLM(cfg).eval()

@@ -1,5 +1,5 @@
 //! PEFT's own files (made by scripts/make_peft_fixtures.py with torch + PEFT, checked in under
-//! tests/data/peft): graft loads LoRA, rsLoRA, DoRA and VeRA adapters onto the same tiny llama
+//! tests/data/peft): graft loads LoRA, rsLoRA, DoRA, VeRA, MiSS, LoKr and RandLoRA adapters onto the same tiny llama
 //! (converted to GGUF with llama.cpp's q/k row permutation) and reproduces PEFT's logits; graft's
 //! PEFT writer gives back every tensor bit for bit.
 use graft::adapter::{peft, Registry};
@@ -50,7 +50,7 @@ fn peft_adapters_give_peft_logits() {
     let model = Arc::new(Model::load(data().join("tiny-llama.gguf")).unwrap());
     let base = read_f32(&data().join("base.logits.f32"));
     let reg = Registry::new(model.clone());
-    for m in ["lora", "rslora", "dora", "vera"] {
+    for m in ["lora", "rslora", "dora", "vera", "miss", "lokr", "randlora"] {
         let dir = data().join(m);
         let ad = reg.load(m, &dir, 1.0).unwrap();
         let expect_method = m;
@@ -65,7 +65,7 @@ fn peft_adapters_give_peft_logits() {
 
 #[test]
 fn peft_writer_round_trips_bit_exactly() {
-    for m in ["lora", "rslora", "dora", "vera"] {
+    for m in ["lora", "rslora", "dora", "vera", "miss", "lokr", "randlora"] {
         let src = data().join(m);
         let native = peft::read(&src).unwrap();
         let out = std::env::temp_dir().join(format!("graft-peft-rt-{}-{m}", std::process::id()));
@@ -79,7 +79,7 @@ fn peft_writer_round_trips_bit_exactly() {
         }
         let ca: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(src.join("adapter_config.json")).unwrap()).unwrap();
         let cb: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("adapter_config.json")).unwrap()).unwrap();
-        for k in ["peft_type", "r", "lora_alpha", "use_rslora", "use_dora", "projection_prng_key", "fan_in_fan_out", "bias"] {
+        for k in ["peft_type", "r", "lora_alpha", "alpha", "randlora_alpha", "decompose_factor", "use_rslora", "use_dora", "projection_prng_key", "fan_in_fan_out", "bias"] {
             assert_eq!(ca.get(k).filter(|v| !v.is_null()), cb.get(k).filter(|v| !v.is_null()), "{m}: config key {k}");
         }
         let set = |v: &serde_json::Value| {

@@ -1,5 +1,5 @@
 //! HF PEFT adapter directories: `adapter_config.json` + `adapter_model.safetensors`, for LoRA
-//! (rsLoRA, DoRA) and VeRA. Module names map to GGUF names (`q_proj` → `attn_q`, ...); the native
+//! (rsLoRA, DoRA), VeRA, MiSS (and old Bone files), LoKr and RandLoRA. Module names map to GGUF names (`q_proj` → `attn_q`, ...); the native
 //! tensors keep PEFT's HF row order for `attn_q` / `attn_k` (`qk_rows = hf`), which the build step
 //! permutes as llama.cpp's converter permutes the base.
 use super::graft_format::{to_f32, write_atomic};
@@ -91,8 +91,35 @@ pub fn read(dir: &Path) -> Result<NativeAdapter> {
             hyper.insert("projection_prng_key".into(), key.to_string());
             "vera"
         }
-        t => return Err(Error::format(&cfg_name, "peft_type", format!("{t:?} is not supported (LORA, VERA)"))),
+        "MISS" | "BONE" => {
+            if get("init_weights").and_then(Value::as_str) == Some("bat") {
+                return Err(Error::format(&cfg_name, "init_weights", "MiSS \"bat\" (its delta depends on W0) is not supported"));
+            }
+            "miss"
+        }
+        "LOKR" => {
+            let r = get("r").and_then(Value::as_u64).ok_or_else(|| Error::format(&cfg_name, "r", "missing or not an integer"))?;
+            let alpha = get("alpha").and_then(Value::as_f64).ok_or_else(|| Error::format(&cfg_name, "alpha", "missing or not a number"))?;
+            if bool_of("decompose_both")? {
+                return Err(Error::format(&cfg_name, "decompose_both", "true (w1 = w1_a·w1_b) is not supported"));
+            }
+            hyper.insert("r".into(), r.to_string());
+            hyper.insert("alpha".into(), alpha.to_string());
+            hyper.insert("decompose_factor".into(), get("decompose_factor").and_then(Value::as_i64).unwrap_or(-1).to_string());
+            "lokr"
+        }
+        "RANDLORA" => {
+            let r = get("r").and_then(Value::as_u64).ok_or_else(|| Error::format(&cfg_name, "r", "missing or not an integer"))?;
+            let alpha = get("randlora_alpha").and_then(Value::as_f64).ok_or_else(|| Error::format(&cfg_name, "randlora_alpha", "missing or not a number"))?;
+            hyper.insert("r".into(), r.to_string());
+            hyper.insert("alpha".into(), alpha.to_string());
+            hyper.insert("projection_prng_key".into(), get("projection_prng_key").and_then(Value::as_u64).unwrap_or(0).to_string());
+            "randlora"
+        }
+        t => return Err(Error::format(&cfg_name, "peft_type", format!("{t:?} is not supported (LORA, VERA, MISS, BONE, LOKR, RANDLORA)"))),
     };
+    // RandLoRA files repeat the shared bases under every layer: they must equal the shared ones.
+    let mut layer_copies: Vec<(String, Vec<f32>)> = Vec::new();
     let mut tensors = Tensors::new();
     for t in st.tensors() {
         let v = to_f32(&t.dtype, st.tensor_data(&t.name)?).map_err(|m| Error::format(&file, &t.name, m))?;
@@ -102,6 +129,12 @@ pub fn read(dir: &Path) -> Result<NativeAdapter> {
         let name = match (method, t.name.as_str()) {
             ("vera", "base_model.vera_A") => "shared.vera_A".to_string(),
             ("vera", "base_model.vera_B") => "shared.vera_B".to_string(),
+            ("randlora", "base_model.randlora_A") => "shared.randlora_a".to_string(),
+            ("randlora", "base_model.randlora_B") => "shared.randlora_b".to_string(),
+            ("randlora", k) if k.ends_with(".randlora_A") || k.ends_with(".randlora_B") => {
+                layer_copies.push((k.to_string(), v));
+                continue;
+            }
             _ => {
                 let (l, kind, p) = parse_key(&t.name).ok_or_else(|| Error::format(&file, &t.name, "not a base_model.model.model.layers.<n>.<module>.<param> key"))?;
                 let param = match (method, p) {
@@ -110,12 +143,30 @@ pub fn read(dir: &Path) -> Result<NativeAdapter> {
                     ("dora", "lora_magnitude_vector" | "lora_magnitude_vector.weight") => "magnitude",
                     ("vera", "vera_lambda_b") => "vera_lambda_b",
                     ("vera", "vera_lambda_d") => "vera_lambda_d",
+                    ("miss", "miss_block" | "bone_block") => "miss_block",
+                    ("lokr", "lokr_w1") => "lokr_w1",
+                    ("lokr", "lokr_w2") => "lokr_w2",
+                    ("lokr", "lokr_w2_a") => "lokr_w2_a",
+                    ("lokr", "lokr_w2_b") => "lokr_w2_b",
+                    ("randlora", "randlora_lambda") => "randlora_lambda",
+                    ("randlora", "randlora_gamma") => "randlora_gamma",
                     _ => return Err(Error::format(&file, &t.name, format!("unexpected parameter {p:?} for {peft_type}"))),
                 };
                 format!("blk.{l}.{}.{param}", kind.gguf_name())
             }
         };
         tensors.insert(name, (t.shape.clone(), v));
+    }
+    for (k, v) in &layer_copies {
+        let shared = if k.ends_with("_A") { "shared.randlora_a" } else { "shared.randlora_b" };
+        match tensors.get(shared) {
+            Some((_, s)) if s == v => {}
+            Some(_) => return Err(Error::format(&file, k, "differs from the shared base base_model.randlora_A / _B")),
+            None => return Err(Error::format(&file, "base_model.randlora_A", "missing: adapters saved with save_projection=False are not supported yet")),
+        }
+    }
+    if method == "randlora" && !tensors.contains_key("shared.randlora_a") {
+        return Err(Error::format(&file, "base_model.randlora_A", "missing: adapters saved with save_projection=False are not supported yet"));
     }
     if method == "vera" && !tensors.contains_key("shared.vera_A") {
         return Err(Error::format(&file, "base_model.vera_A", "missing: adapters saved with save_projection=False are not supported yet"));
@@ -166,7 +217,35 @@ pub fn write(dir: &Path, n: &NativeAdapter, base_model_name: Option<&str>) -> Re
             });
             (cfg, vec![("vera_lambda_b".into(), "vera_lambda_b".into()), ("vera_lambda_d".into(), "vera_lambda_d".into())])
         }
-        m => return Err(Error::invalid("peft export", format!("PEFT has no format for {m:?} here (LoRA, rsLoRA, DoRA, VeRA)"))),
+        "miss" => {
+            let r = n.tensors.iter().find(|(k, _)| k.ends_with(".miss_block")).map(|(_, (s, _))| s[0]).unwrap_or(0);
+            let cfg = json!({
+                "peft_type": "MISS", "task_type": "CAUSAL_LM", "base_model_name_or_path": base_model_name,
+                "r": r, "miss_dropout": 0.0, "init_weights": true, "bias": "none", "target_modules": modules, "inference_mode": true,
+            });
+            (cfg, vec![("miss_block".into(), "miss_block".into())])
+        }
+        "lokr" => {
+            let cfg = json!({
+                "peft_type": "LOKR", "task_type": "CAUSAL_LM", "base_model_name_or_path": base_model_name,
+                "r": n.hyper.get("r").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0), "alpha": json_number(hyper_f("alpha")?),
+                "rank_dropout": 0.0, "module_dropout": 0.0, "decompose_both": false,
+                "decompose_factor": n.hyper.get("decompose_factor").and_then(|v| v.parse::<i64>().ok()).unwrap_or(-1),
+                "use_effective_conv2d": false, "init_weights": true, "target_modules": modules, "inference_mode": true,
+            });
+            (cfg, ["lokr_w1", "lokr_w2", "lokr_w2_a", "lokr_w2_b"].iter().map(|k| (k.to_string(), k.to_string())).collect())
+        }
+        "randlora" => {
+            let cfg = json!({
+                "peft_type": "RANDLORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": base_model_name,
+                "r": n.hyper.get("r").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0), "randlora_alpha": json_number(hyper_f("alpha")?),
+                "projection_prng_key": n.hyper.get("projection_prng_key").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0),
+                "save_projection": true, "randlora_dropout": 0.0, "sparse": false, "very_sparse": false, "bias": "none", "fan_in_fan_out": false,
+                "target_modules": modules, "inference_mode": true,
+            });
+            (cfg, vec![("randlora_lambda".into(), "randlora_lambda".into()), ("randlora_gamma".into(), "randlora_gamma".into())])
+        }
+        m => return Err(Error::invalid("peft export", format!("PEFT has no format for {m:?} here (LoRA, rsLoRA, DoRA, VeRA, MiSS, LoKr, RandLoRA)"))),
     };
     let mut out: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (k, (shape, v)) in &n.tensors {
@@ -175,6 +254,13 @@ pub fn write(dir: &Path, n: &NativeAdapter, base_model_name: Option<&str>) -> Re
             "base_model.vera_A".to_string()
         } else if k == "shared.vera_B" {
             "base_model.vera_B".to_string()
+        } else if k == "shared.randlora_a" || k == "shared.randlora_b" {
+            let ab = if k.ends_with('a') { "A" } else { "B" };
+            // PEFT repeats the shared bases under every adapted layer.
+            for (l, kind) in &targets {
+                out.push((format!("base_model.model.model.layers.{l}.{}.randlora_{ab}", hf_module(*kind)), shape.clone(), bytes.clone()));
+            }
+            format!("base_model.randlora_{ab}")
         } else {
             let parsed = (|| {
                 let rest = k.strip_prefix("blk.")?;
