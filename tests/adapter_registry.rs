@@ -57,7 +57,7 @@ fn bad_adapters_are_refused_and_nothing_changes() {
     graft_format::write(&good, &n).unwrap();
     reg.load("good", &good, 1.0).unwrap();
     let set = reg.set(&[("good", 1.0)]).unwrap();
-    let before = greedy(&model, &[set.clone()], 6);
+    let before = greedy(&model, std::slice::from_ref(&set), 6);
 
     // Shapes of another base (wider feed-forward).
     let other = tiny(&dir, TinySpec { n_ff: 128, ..TinySpec::default() }, 2);
@@ -143,10 +143,10 @@ fn unloading_an_adapter_in_use_is_safe_and_scale_changes_apply_next_token() {
     graft_format::write(&p, &random_native(&model, "lora", 4, 9, false)).unwrap();
     reg.load("a", &p, 1.0).unwrap();
     let set = reg.set(&[("a", 1.0)]).unwrap();
-    let expect = greedy(&model, &[set.clone()], 5);
+    let expect = greedy(&model, std::slice::from_ref(&set), 5);
     reg.unload("a").unwrap();
     assert!(reg.list().is_empty());
-    assert_eq!(greedy(&model, &[set.clone()], 5), expect, "a set keeps its adapter alive after unload");
+    assert_eq!(greedy(&model, std::slice::from_ref(&set), 5), expect, "a set keeps its adapter alive after unload");
     // A registry scale of 0 turns the adapter off for every user at once.
     reg.load("b", &p, 1.0).unwrap();
     let set_b = reg.set(&[("b", 1.0)]).unwrap();

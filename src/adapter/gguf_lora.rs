@@ -73,7 +73,9 @@ pub fn read(path: &Path) -> Result<NativeAdapter> {
         pairs.push((layer, kind, t, tb));
     }
     // Two threads share the conversion.
-    let convert = |pairs: &[(usize, crate::model::LinearKind, &TensorInfo, &TensorInfo)]| -> Result<Vec<(String, (Vec<usize>, Vec<f32>))>> {
+    type Pair<'t> = (usize, crate::model::LinearKind, &'t TensorInfo, &'t TensorInfo);
+    type Named = (String, (Vec<usize>, Vec<f32>));
+    let convert = |pairs: &[Pair]| -> Result<Vec<Named>> {
         let mut out = Vec::with_capacity(2 * pairs.len());
         for &(layer, kind, ta, tb) in pairs {
             let (n_in, r, n_out) = (ta.row_len(), ta.n_rows(), tb.n_rows());

@@ -47,13 +47,13 @@ impl Normal {
         ((self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
     }
     /// The next N(0, 1) value.
-    pub fn next(&mut self) -> f32 {
+    pub fn sample(&mut self) -> f32 {
         let (u, v) = (self.uniform(), self.uniform());
         ((-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()) as f32
     }
     /// `n` values of N(0, std²).
     pub fn vec(&mut self, n: usize, std: f32) -> Vec<f32> {
-        (0..n).map(|_| self.next() * std).collect()
+        (0..n).map(|_| self.sample() * std).collect()
     }
 }
 
@@ -104,7 +104,7 @@ pub fn write_tiny_llama(path: &Path, spec: TinySpec, seed: u64) -> Result<()> {
     let f32b = |v: Vec<f32>| v.into_iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
     let add = |w: &mut GgufWriter, name: &str, n_in: usize, n_out: usize, std: f32, rng: &mut Normal| -> Result<()> {
         let dims: Vec<u64> = if n_out == 1 { vec![n_in as u64] } else { vec![n_in as u64, n_out as u64] };
-        let v = if std < 0.0 { (0..n_in * n_out).map(|_| 1.0 + 0.1 * rng.next()).collect() } else { rng.vec(n_in * n_out, std) };
+        let v = if std < 0.0 { (0..n_in * n_out).map(|_| 1.0 + 0.1 * rng.sample()).collect() } else { rng.vec(n_in * n_out, std) };
         w.add_tensor(name, &dims, QuantType::F32, f32b(v))?;
         Ok(())
     };

@@ -22,7 +22,7 @@ pub fn random_native(model: &Model, method: &str, r: usize, seed: u64, hf_rows: 
                     t.insert(format!("{p}.lora_a"), (vec![r, w.n_in], g.vec(r * w.n_in, 0.2)));
                     t.insert(format!("{p}.lora_b"), (vec![w.n_out, r], g.vec(w.n_out * r, 0.2)));
                     if method == "dora" {
-                        t.insert(format!("{p}.magnitude"), (vec![w.n_out], (0..w.n_out).map(|_| 0.8 + 0.1 * g.next().abs()).collect()));
+                        t.insert(format!("{p}.magnitude"), (vec![w.n_out], (0..w.n_out).map(|_| 0.8 + 0.1 * g.sample().abs()).collect()));
                     }
                 }
                 "vera" => {
@@ -124,7 +124,7 @@ pub fn random_native_by_init(model: &Model, method: &str, r: usize, seed: u32) -
         }
         let scale = v.iter().fold(0f32, |m, x| m.max(x.abs())).max(0.1);
         for x in v.iter_mut() {
-            *x += 0.3 * scale * g.next();
+            *x += 0.3 * scale * g.sample();
         }
     }
     NativeAdapter { method: method.into(), hyper, base_fingerprint: None, tensors: t, source: format!("<random {method}>") }

@@ -32,13 +32,13 @@ pub fn row_norms(l: &LoraLayer, w0: &[f32]) -> Vec<f32> {
     let mut out = vec![0f32; no];
     let mut row = vec![0f64; ni];
     for o in 0..no {
-        for i in 0..ni {
-            row[i] = w0[o * ni + i] as f64;
+        for (dst, w) in row.iter_mut().zip(&w0[o * ni..(o + 1) * ni]) {
+            *dst = *w as f64;
         }
         for j in 0..r {
             let b = l.scale as f64 * l.b[o * r + j] as f64;
-            for i in 0..ni {
-                row[i] += b * l.a[j * ni + i] as f64;
+            for (dst, a) in row.iter_mut().zip(&l.a[j * ni..(j + 1) * ni]) {
+                *dst += b * *a as f64;
             }
         }
         out[o] = row.iter().map(|v| v * v).sum::<f64>().sqrt() as f32;
