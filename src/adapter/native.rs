@@ -235,7 +235,34 @@ impl NativeAdapter {
         }
         ad.check_fits(model)?;
         ad.prepare_q8();
+        if self.method == "vera" {
+            vera_q8(&mut ad);
+        }
         Ok(ad)
+    }
+}
+
+/// Gives every VeRA term shared projections with Q8_0 copies (one quantization per distinct
+/// shared matrix; the row-permuted q/k variants get their own).
+fn vera_q8(ad: &mut Adapter) {
+    use super::Term;
+    let mut n_ins: Vec<usize> = ad.layers.iter().flatten().flatten().map(|t| t.n_in()).collect();
+    n_ins.sort();
+    n_ins.dedup();
+    let mut done: Vec<(*const VeraShared, Arc<VeraShared>)> = Vec::new();
+    for t in ad.layers.iter_mut().flatten().flatten() {
+        if let Term::Vera(v) = t {
+            let key = Arc::as_ptr(&v.shared);
+            let q = match done.iter().find(|(k, _)| *k == key) {
+                Some((_, q)) => q.clone(),
+                None => {
+                    let q = Arc::new(v.shared.with_q8(&n_ins));
+                    done.push((key, q.clone()));
+                    q
+                }
+            };
+            v.shared = q;
+        }
     }
 }
 

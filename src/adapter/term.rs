@@ -50,6 +50,42 @@ pub struct VeraShared {
     pub a: Arc<[f32]>,
     /// `Bᵀ`, `[r, max_out]`; a layer with `n_out` outputs uses the first `n_out` rows of `B`.
     pub bt: Vec<f32>,
+    /// Q8_0 copies for the 8-bit numerics (see [`VeraShared::with_q8`]).
+    pub q8: Option<Arc<VeraQ8>>,
+}
+
+/// VeRA's shared projections as Q8_0 rows: `Â` for each input width the adapter uses (rows of
+/// `n_in/32` blocks), and `Bᵀ` (rows of `max_out/32` blocks, read from column 0 to `n_out`).
+/// About 1 MB at r = 256 for the default model: it stays in L2, where the f32 matrices do not.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VeraQ8 {
+    /// `(n_in, Â as Q8_0 rows)`.
+    pub a: Vec<(usize, Vec<u8>)>,
+    /// `Bᵀ` as Q8_0 rows.
+    pub bt: Vec<u8>,
+}
+
+impl VeraShared {
+    /// The same projections with Q8_0 copies for the input widths `n_ins` (`None` copies when a
+    /// width or `max_out` is not a multiple of 32).
+    pub fn with_q8(&self, n_ins: &[usize]) -> VeraShared {
+        let mut out = self.clone();
+        if self.max_out % 32 != 0 || n_ins.iter().any(|n| n % 32 != 0 || *n > self.max_in) {
+            out.q8 = None;
+            return out;
+        }
+        let mut a = Vec::new();
+        for &n in n_ins {
+            let mut rows = Vec::with_capacity(self.r * n);
+            for j in 0..self.r {
+                rows.extend_from_slice(&self.a[j * self.max_in..j * self.max_in + n]);
+            }
+            a.push((n, crate::kernels::adapter::quantize_rows_q8_0(&rows, self.r, n)));
+        }
+        let bt = crate::kernels::adapter::quantize_rows_q8_0(&self.bt, self.r, self.max_out);
+        out.q8 = Some(Arc::new(VeraQ8 { a, bt }));
+        out
+    }
 }
 
 /// One layer's VeRA term: `y += λ_b ⊙ B̂·(λ_d ⊙ Â·x)`.

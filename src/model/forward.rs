@@ -566,12 +566,14 @@ impl<'a> AdapterPlan<'a> {
                                 _ => {
                                     let off = p.t_len;
                                     p.t_len += m * sh.r;
-                                    p.down.push(DownUnit { rows: seg.rows.clone(), a: &sh.a, a_q8: None, lda: sh.max_in, r: sh.r, n_in: v.n_in, t_off: off });
+                                    let a_q8 = if q8 { sh.q8.as_ref().and_then(|q| q.a.iter().find(|(n, _)| *n == v.n_in)).map(|(_, a)| &a[..]) } else { None };
+                                    p.down.push(DownUnit { rows: seg.rows.clone(), a: &sh.a, a_q8, lda: sh.max_in, r: sh.r, n_in: v.n_in, t_off: off });
                                     vera_t = Some((sh.a.as_ptr(), off));
                                     off
                                 }
                             };
-                            p.up.push(UpUnit { job: ji, rows: seg.rows.clone(), t_off, r: sh.r, tscale: Some(&v.lambda_d), bt: &sh.bt, bt_q8: None, ldb: sh.max_out, oscale: Some(&v.lambda_b), s: *s });
+                            let bt_q8 = if q8 { sh.q8.as_ref().map(|q| &q.bt[..]) } else { None };
+                            p.up.push(UpUnit { job: ji, rows: seg.rows.clone(), t_off, r: sh.r, tscale: Some(&v.lambda_d), bt: &sh.bt, bt_q8, ldb: sh.max_out, oscale: Some(&v.lambda_b), s: *s });
                         }
                     }
                 }

@@ -34,7 +34,7 @@ impl VeraShared {
                 bt[j * max_out + o] = b[o * r + j];
             }
         }
-        VeraShared { r, max_in, max_out, a: a.into(), bt }
+        VeraShared { r, max_in, max_out, a: a.into(), bt, q8: None }
     }
 
     /// `B` in its `[max_out, r]` layout.
