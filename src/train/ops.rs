@@ -1,0 +1,124 @@
+//! Forward/backward pairs of the ops of a llama block, on f32 row-major buffers.
+//!
+//! Conventions (as in llm.c):
+//! - `T` rows (tokens) of `C` columns; shapes are given in the docs as `[T, C]`.
+//! - A backward takes the gradient of the op's output (`dy`, `dout`, …) and **adds** (`+=`) the
+//!   gradients of the inputs into the `d*` buffers: callers zero them once per step, and a value
+//!   used by several ops collects the sum of its gradients.
+//! - Saved activations (`rstd`) are written by the forward and read by the backward.
+//! - Lengths are checked with `assert!`: a mismatch is a bug of the caller and panics.
+//!
+//! Weights are frozen: only gradients to activations are computed (an adapter's own weights get
+//! their gradients elsewhere). Row sums use f64 accumulation where cancellation or long rows
+//! could hurt (norms).
+use crate::kernels::ops::OpKernels;
+
+/// RMSNorm forward over rows of `C = w.len()`: `y = x · rstd · w` with
+/// `rstd = 1 / sqrt(mean(x²) + eps)` per row (the math of [`OpKernels::rmsnorm`]).
+///
+/// `x`, `y`: `[T, C]`; `rstd`: `[T]`, saved for [`rmsnorm_backward`].
+pub fn rmsnorm_forward(x: &[f32], w: &[f32], eps: f32, y: &mut [f32], rstd: &mut [f32]) {
+    let c = w.len();
+    assert!(c > 0, "rmsnorm_forward: empty weight");
+    assert_eq!(x.len(), rstd.len() * c, "rmsnorm_forward: x is not [T, C]");
+    assert_eq!(y.len(), x.len(), "rmsnorm_forward: y length");
+    for ((xr, yr), r) in x.chunks_exact(c).zip(y.chunks_exact_mut(c)).zip(rstd.iter_mut()) {
+        let ss: f64 = xr.iter().map(|&v| (v as f64) * (v as f64)).sum();
+        let rs = (1.0 / (ss / c as f64 + eps as f64).sqrt()) as f32;
+        *r = rs;
+        for ((o, &xv), &wv) in yr.iter_mut().zip(xr).zip(w) {
+            *o = xv * rs * wv;
+        }
+    }
+}
+
+/// RMSNorm backward (frozen weight): `dx += rstd·w·dy − x · rstd³/C · Σ(dy·w·x)` per row.
+///
+/// `dy`, `x`, `dx`: `[T, C]` with `C = w.len()`; `rstd`: `[T]` from [`rmsnorm_forward`].
+pub fn rmsnorm_backward(dy: &[f32], x: &[f32], w: &[f32], rstd: &[f32], dx: &mut [f32]) {
+    let c = w.len();
+    assert!(c > 0, "rmsnorm_backward: empty weight");
+    assert_eq!(x.len(), rstd.len() * c, "rmsnorm_backward: x is not [T, C]");
+    assert_eq!(dy.len(), x.len(), "rmsnorm_backward: dy length");
+    assert_eq!(dx.len(), x.len(), "rmsnorm_backward: dx length");
+    for (((dyr, xr), dxr), &rs) in dy.chunks_exact(c).zip(x.chunks_exact(c)).zip(dx.chunks_exact_mut(c)).zip(rstd) {
+        let dot: f64 = dyr.iter().zip(xr).zip(w).map(|((&g, &xv), &wv)| g as f64 * wv as f64 * xv as f64).sum();
+        let k = (dot * (rs as f64).powi(3) / c as f64) as f32;
+        for (((d, &g), &xv), &wv) in dxr.iter_mut().zip(dyr).zip(xr).zip(w) {
+            *d += rs * wv * g - xv * k;
+        }
+    }
+}
+
+/// The RoPE layout of one projection: `n_heads` heads of `head_dim`, the first `n_rot`
+/// dimensions of each rotated with base `freq_base`; `neox` picks the pair layout (as in
+/// [`OpKernels::rope`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Rope {
+    /// Heads per row.
+    pub n_heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+    /// Rotated dimensions per head (even, at most `head_dim`).
+    pub n_rot: usize,
+    /// Frequency base (10000 for llama).
+    pub freq_base: f32,
+    /// NeoX pair layout (`i`, `i + n_rot/2`) instead of adjacent pairs.
+    pub neox: bool,
+}
+
+impl Rope {
+    fn width(&self) -> usize {
+        self.n_heads * self.head_dim
+    }
+}
+
+/// RoPE forward, in place on `x` `[T, n_heads·head_dim]`: row `t` rotated at position `pos[t]`.
+pub fn rope_forward(ko: &OpKernels, x: &mut [f32], pos: &[usize], r: Rope) {
+    let c = r.width();
+    assert_eq!(x.len(), pos.len() * c, "rope_forward: x is not [T, n_heads·head_dim]");
+    for (row, &p) in x.chunks_exact_mut(c).zip(pos) {
+        ko.rope(row, r.n_heads, r.head_dim, r.n_rot, p, r.freq_base, r.neox, false);
+    }
+}
+
+/// RoPE backward: the rotation is orthogonal, so `dx += R(pos)ᵀ · dy`, the inverse rotation of
+/// `dy` (the kernel's `inverse` mode), row by row. `dy`, `dx`: `[T, n_heads·head_dim]`.
+pub fn rope_backward(ko: &OpKernels, dy: &[f32], pos: &[usize], r: Rope, dx: &mut [f32]) {
+    let c = r.width();
+    assert_eq!(dy.len(), pos.len() * c, "rope_backward: dy is not [T, n_heads·head_dim]");
+    assert_eq!(dx.len(), dy.len(), "rope_backward: dx length");
+    let mut tmp = vec![0f32; c];
+    for ((g, d), &p) in dy.chunks_exact(c).zip(dx.chunks_exact_mut(c)).zip(pos) {
+        tmp.copy_from_slice(g);
+        ko.rope(&mut tmp, r.n_heads, r.head_dim, r.n_rot, p, r.freq_base, r.neox, true);
+        for (o, v) in d.iter_mut().zip(&tmp) {
+            *o += v;
+        }
+    }
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// SwiGLU forward: `out = silu(gate) · up` element-wise, `silu(g) = g·σ(g)`.
+pub fn swiglu_forward(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    assert_eq!(gate.len(), up.len(), "swiglu_forward: gate and up lengths differ");
+    assert_eq!(out.len(), gate.len(), "swiglu_forward: out length");
+    for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+        *o = g * sigmoid(g) * u;
+    }
+}
+
+/// SwiGLU backward: `dgate += dout·up·σ(g)·(1 + g·(1 − σ(g)))`, `dup += dout·silu(g)`.
+pub fn swiglu_backward(dout: &[f32], gate: &[f32], up: &[f32], dgate: &mut [f32], dup: &mut [f32]) {
+    let n = gate.len();
+    assert!(dout.len() == n && up.len() == n && dgate.len() == n && dup.len() == n, "swiglu_backward: lengths differ");
+    for i in 0..n {
+        let (g, u, d) = (gate[i], up[i], dout[i]);
+        let s = sigmoid(g);
+        dgate[i] += d * u * s * (1.0 + g * (1.0 - s));
+        dup[i] += d * g * s;
+    }
+}

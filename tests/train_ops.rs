@@ -1,0 +1,215 @@
+//! The training ops of `graft::train::ops`: every backward against central finite differences of
+//! an f64 reference forward (itself checked against the f32 forward), on small odd shapes, with
+//! non-zero gradient buffers to check that backwards accumulate; and a perturbed gradient is
+//! shown to fail the same check.
+use graft::kernels::ops::selected as ops_kernels;
+use graft::train::ops::*;
+
+/// xorshift64*: deterministic values without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    /// Uniform in [-a, a).
+    fn f(&mut self, a: f32) -> f32 {
+        ((self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * a
+    }
+    fn vec(&mut self, n: usize, a: f32) -> Vec<f32> {
+        (0..n).map(|_| self.f(a)).collect()
+    }
+}
+
+fn to64(x: &[f32]) -> Vec<f64> {
+    x.iter().map(|&v| v as f64).collect()
+}
+
+/// Central differences of the f64 scalar `loss` at `x` (h = 1e-5).
+fn numeric_grad(x: &[f32], loss: impl Fn(&[f64]) -> f64) -> Vec<f64> {
+    let h = 1e-5;
+    let mut xp = to64(x);
+    (0..x.len())
+        .map(|i| {
+            let x0 = xp[i];
+            xp[i] = x0 + h;
+            let lp = loss(&xp);
+            xp[i] = x0 - h;
+            let lm = loss(&xp);
+            xp[i] = x0;
+            (lp - lm) / (2.0 * h)
+        })
+        .collect()
+}
+
+/// Largest `|analytic − numeric|` relative to the largest `|numeric|` (floored at 1e-3).
+fn rel_err(analytic: &[f32], numeric: &[f64]) -> f64 {
+    assert_eq!(analytic.len(), numeric.len());
+    let scale = numeric.iter().fold(1e-3f64, |m, v| m.max(v.abs()));
+    analytic.iter().zip(numeric).map(|(&a, &n)| (a as f64 - n).abs()).fold(0.0, f64::max) / scale
+}
+
+/// The gradient that a backward added on top of `init`.
+fn added(after: &[f32], init: &[f32]) -> Vec<f32> {
+    after.iter().zip(init).map(|(a, b)| a - b).collect()
+}
+
+fn dot64(c: &[f32], y: &[f64]) -> f64 {
+    c.iter().zip(y).map(|(&a, &b)| a as f64 * b).sum()
+}
+
+/// Tolerance for f32 gradients against f64 finite differences.
+const TOL: f64 = 2e-4;
+
+fn assert_grad(what: &str, analytic: &[f32], numeric: &[f64]) {
+    let e = rel_err(analytic, numeric);
+    assert!(e < TOL, "{what}: relative error {e:.3e}\nanalytic {analytic:?}\nnumeric {numeric:?}");
+}
+
+fn assert_forward(what: &str, y: &[f32], reference: &[f64]) {
+    let e = rel_err(y, reference);
+    assert!(e < 1e-5, "{what}: forward differs from the f64 reference by {e:.3e}");
+}
+
+// ---------------------------------------------------------------- RMSNorm
+
+fn rmsnorm64(x: &[f64], w: &[f32], eps: f32) -> Vec<f64> {
+    let c = w.len();
+    let mut y = vec![0.0; x.len()];
+    for (xr, yr) in x.chunks_exact(c).zip(y.chunks_exact_mut(c)) {
+        let r = 1.0 / (xr.iter().map(|v| v * v).sum::<f64>() / c as f64 + eps as f64).sqrt();
+        for i in 0..c {
+            yr[i] = xr[i] * r * w[i] as f64;
+        }
+    }
+    y
+}
+
+/// (analytic dx added, numeric dx) for rmsnorm on `[t, c]`.
+fn rmsnorm_case(rng: &mut Rng, t: usize, c: usize) -> (Vec<f32>, Vec<f64>) {
+    let eps = 1e-5;
+    let (x, w, dy) = (rng.vec(t * c, 1.5), rng.vec(c, 2.0), rng.vec(t * c, 1.0));
+    let (mut y, mut rstd) = (vec![0f32; t * c], vec![0f32; t]);
+    rmsnorm_forward(&x, &w, eps, &mut y, &mut rstd);
+    assert_forward("rmsnorm", &y, &rmsnorm64(&to64(&x), &w, eps));
+    let mut yk = vec![0f32; c];
+    for r in 0..t {
+        ops_kernels().rmsnorm(&x[r * c..(r + 1) * c], Some(&w), &mut yk, eps);
+        assert!(rel_err(&y[r * c..(r + 1) * c], &to64(&yk)) < 1e-5, "rmsnorm_forward differs from the kernel");
+    }
+    let dx0 = rng.vec(t * c, 1.0);
+    let mut dx = dx0.clone();
+    rmsnorm_backward(&dy, &x, &w, &rstd, &mut dx);
+    let num = numeric_grad(&x, |x| dot64(&dy, &rmsnorm64(x, &w, eps)));
+    (added(&dx, &dx0), num)
+}
+
+#[test]
+fn rmsnorm_backward_matches_finite_differences() {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for t in 1..=7 {
+        for c in [1, 3, 8, 13] {
+            let (a, n) = rmsnorm_case(&mut rng, t, c);
+            assert_grad(&format!("rmsnorm dx t={t} c={c}"), &a, &n);
+        }
+    }
+}
+
+#[test]
+fn rmsnorm_perturbed_gradient_is_caught() {
+    let mut rng = Rng(7);
+    let (mut a, n) = rmsnorm_case(&mut rng, 3, 13);
+    assert!(rel_err(&a, &n) < TOL);
+    a[17] += 1e-2;
+    assert!(rel_err(&a, &n) > TOL, "a perturbation of 1e-2 went unnoticed");
+}
+
+// ---------------------------------------------------------------- RoPE
+
+#[test]
+fn rope_backward_is_the_transposed_rotation() {
+    let ko = ops_kernels();
+    let mut rng = Rng(11);
+    for (neox, n_rot, head_dim) in [(false, 6, 6), (true, 6, 6), (false, 4, 8), (true, 4, 8)] {
+        let r = Rope { n_heads: 3, head_dim, n_rot, freq_base: 10000.0, neox };
+        for t in 1..=5 {
+            let c = 3 * head_dim;
+            let pos: Vec<usize> = (0..t).map(|i| 3 + 7 * i).collect();
+            let (x, dy, dx0) = (rng.vec(t * c, 1.0), rng.vec(t * c, 1.0), rng.vec(t * c, 1.0));
+            let mut dx = dx0.clone();
+            rope_backward(ko, &dy, &pos, r, &mut dx);
+            // L = Σ dy·rope(x) through the f32 forward: linear in x, so a large step is exact up
+            // to rounding.
+            let h = 1e-2f32;
+            let loss = |x: &[f32]| {
+                let mut y = x.to_vec();
+                rope_forward(ko, &mut y, &pos, r);
+                dy.iter().zip(&y).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>()
+            };
+            let mut xp = x.clone();
+            let num: Vec<f64> = (0..x.len())
+                .map(|i| {
+                    // The step actually taken in f32.
+                    let (hi, lo) = (x[i] + h, x[i] - h);
+                    xp[i] = hi;
+                    let lp = loss(&xp);
+                    xp[i] = lo;
+                    let lm = loss(&xp);
+                    xp[i] = x[i];
+                    (lp - lm) / (hi as f64 - lo as f64)
+                })
+                .collect();
+            let a = added(&dx, &dx0);
+            let e = rel_err(&a, &num);
+            assert!(e < 1e-3, "rope neox={neox} n_rot={n_rot} t={t}: relative error {e:.3e}");
+            // Dimensions past n_rot pass through: their gradient is dy itself.
+            for row in 0..t {
+                for hh in 0..3 {
+                    for d in n_rot..head_dim {
+                        let i = row * c + hh * head_dim + d;
+                        assert_eq!(a[i], dy[i], "unrotated dimension {d}");
+                    }
+                }
+            }
+            // A wrong rotation (forward instead of inverse) is caught.
+            let mut wrong = dy.clone();
+            rope_forward(ko, &mut wrong, &pos, r);
+            assert!(rel_err(&wrong, &num) > 1e-2, "forward rotation passed as the gradient");
+        }
+    }
+}
+
+// ---------------------------------------------------------------- SwiGLU
+
+fn swiglu64(g: &[f64], u: &[f64]) -> Vec<f64> {
+    g.iter().zip(u).map(|(&g, &u)| g / (1.0 + (-g).exp()) * u).collect()
+}
+
+#[test]
+fn swiglu_backward_matches_finite_differences() {
+    let mut rng = Rng(3);
+    for n in [1, 5, 11, 37] {
+        let (g, u, dout) = (rng.vec(n, 4.0), rng.vec(n, 2.0), rng.vec(n, 1.0));
+        let mut out = vec![0f32; n];
+        swiglu_forward(&g, &u, &mut out);
+        assert_forward("swiglu", &out, &swiglu64(&to64(&g), &to64(&u)));
+        let mut k = g.clone();
+        ops_kernels().silu_gate(&mut k, &u);
+        assert!(rel_err(&out, &to64(&k)) < 1e-5, "swiglu_forward differs from the kernel");
+        let (dg0, du0) = (rng.vec(n, 1.0), rng.vec(n, 1.0));
+        let (mut dg, mut du) = (dg0.clone(), du0.clone());
+        swiglu_backward(&dout, &g, &u, &mut dg, &mut du);
+        let ng = numeric_grad(&g, |g| dot64(&dout, &swiglu64(g, &to64(&u))));
+        let nu = numeric_grad(&u, |u| dot64(&dout, &swiglu64(&to64(&g), u)));
+        let (dg, du) = (added(&dg, &dg0), added(&du, &du0));
+        assert_grad("swiglu dgate", &dg, &ng);
+        assert_grad("swiglu dup", &du, &nu);
+        let mut bad = dg.clone();
+        bad[n / 2] *= 1.01;
+        bad[n / 2] += 1e-3;
+        assert!(rel_err(&bad, &ng) > TOL, "perturbed dgate went unnoticed");
+    }
+}
