@@ -213,3 +213,83 @@ fn swiglu_backward_matches_finite_differences() {
         assert!(rel_err(&bad, &ng) > TOL, "perturbed dgate went unnoticed");
     }
 }
+
+// ---------------------------------------------------------------- attention
+
+fn attention64(q: &[f64], k: &[f64], v: &[f64], s: AttnShape) -> Vec<f64> {
+    let (h, kv, hd) = (s.n_head, s.n_head_kv, s.head_dim);
+    let t_len = q.len() / (h * hd);
+    let group = h / kv;
+    let mut out = vec![0.0; q.len()];
+    for hh in 0..h {
+        let kh = hh / group;
+        for t in 0..t_len {
+            let qv = &q[t * h * hd + hh * hd..][..hd];
+            let sc: Vec<f64> = (0..=t)
+                .map(|j| qv.iter().zip(&k[j * kv * hd + kh * hd..][..hd]).map(|(a, b)| a * b).sum::<f64>() / (hd as f64).sqrt())
+                .collect();
+            let mx = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let z: f64 = sc.iter().map(|s| (s - mx).exp()).sum();
+            for (j, s) in sc.iter().enumerate() {
+                let p = (s - mx).exp() / z;
+                for d in 0..hd {
+                    out[t * h * hd + hh * hd + d] += p * v[j * kv * hd + kh * hd + d];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Analytic (added) and numeric gradients of q, k, v for one shape.
+#[allow(clippy::type_complexity)]
+fn attention_case(rng: &mut Rng, t: usize, s: AttnShape) -> [(Vec<f32>, Vec<f64>); 3] {
+    let (qd, kvd) = (s.n_head * s.head_dim, s.n_head_kv * s.head_dim);
+    let (q, k, v) = (rng.vec(t * qd, 1.5), rng.vec(t * kvd, 1.5), rng.vec(t * kvd, 1.0));
+    let dout = rng.vec(t * qd, 1.0);
+    let mut probs = vec![f32::NAN; s.n_head * t * t];
+    let mut out = vec![f32::NAN; t * qd];
+    attention_forward(&q, &k, &v, s, &mut probs, &mut out);
+    let (q64, k64, v64) = (to64(&q), to64(&k), to64(&v));
+    assert_forward("attention", &out, &attention64(&q64, &k64, &v64, s));
+    // Probabilities: rows sum to 1, zero above the diagonal.
+    for hh in 0..s.n_head {
+        for i in 0..t {
+            let row = &probs[(hh * t + i) * t..][..t];
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+            assert!(row[i + 1..].iter().all(|&p| p == 0.0), "causal mask");
+        }
+    }
+    let (dq0, dk0, dv0) = (rng.vec(t * qd, 1.0), rng.vec(t * kvd, 1.0), rng.vec(t * kvd, 1.0));
+    let (mut dq, mut dk, mut dv) = (dq0.clone(), dk0.clone(), dv0.clone());
+    attention_backward(&dout, &q, &k, &v, &probs, s, &mut dq, &mut dk, &mut dv);
+    let nq = numeric_grad(&q, |q| dot64(&dout, &attention64(q, &k64, &v64, s)));
+    let nk = numeric_grad(&k, |k| dot64(&dout, &attention64(&q64, k, &v64, s)));
+    let nv = numeric_grad(&v, |v| dot64(&dout, &attention64(&q64, &k64, v, s)));
+    [(added(&dq, &dq0), nq), (added(&dk, &dk0), nk), (added(&dv, &dv0), nv)]
+}
+
+#[test]
+fn attention_backward_matches_finite_differences() {
+    let mut rng = Rng(0xdead_beef);
+    for (n_head, n_head_kv) in [(3, 1), (3, 3), (4, 2)] {
+        for head_dim in [4, 5, 8] {
+            for t in 1..=7 {
+                let s = AttnShape { n_head, n_head_kv, head_dim };
+                for (name, (a, n)) in ["dq", "dk", "dv"].iter().zip(attention_case(&mut rng, t, s)) {
+                    assert_grad(&format!("attention {name} H={n_head} KV={n_head_kv} hd={head_dim} T={t}"), &a, &n);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn attention_perturbed_gradient_is_caught() {
+    let mut rng = Rng(5);
+    let s = AttnShape { n_head: 3, n_head_kv: 1, head_dim: 4 };
+    let [_, (mut dk, nk), _] = attention_case(&mut rng, 5, s);
+    assert!(rel_err(&dk, &nk) < TOL);
+    dk[6] += 1e-2;
+    assert!(rel_err(&dk, &nk) > TOL, "perturbed dk went unnoticed");
+}

@@ -5,12 +5,12 @@
 //! - A backward takes the gradient of the op's output (`dy`, `dout`, …) and **adds** (`+=`) the
 //!   gradients of the inputs into the `d*` buffers: callers zero them once per step, and a value
 //!   used by several ops collects the sum of its gradients.
-//! - Saved activations (`rstd`) are written by the forward and read by the backward.
+//! - Saved activations (`rstd`, `att_probs`) are written by the forward and read by the backward.
 //! - Lengths are checked with `assert!`: a mismatch is a bug of the caller and panics.
 //!
 //! Weights are frozen: only gradients to activations are computed (an adapter's own weights get
 //! their gradients elsewhere). Row sums use f64 accumulation where cancellation or long rows
-//! could hurt (norms).
+//! could hurt (norms, softmax denominators).
 use crate::kernels::ops::OpKernels;
 
 /// RMSNorm forward over rows of `C = w.len()`: `y = x · rstd · w` with
@@ -120,5 +120,133 @@ pub fn swiglu_backward(dout: &[f32], gate: &[f32], up: &[f32], dgate: &mut [f32]
         let s = sigmoid(g);
         dgate[i] += d * u * s * (1.0 + g * (1.0 - s));
         dup[i] += d * g * s;
+    }
+}
+
+/// The head layout of causal grouped-query attention over one sequence: `n_head` query heads,
+/// `n_head_kv` key/value heads (dividing `n_head`; query head `h` reads kv head
+/// `h / (n_head / n_head_kv)`, as the inference pass), `head_dim` per head.
+#[derive(Clone, Copy, Debug)]
+pub struct AttnShape {
+    /// Query heads.
+    pub n_head: usize,
+    /// Key/value heads.
+    pub n_head_kv: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+}
+
+impl AttnShape {
+    /// Checks the shape against `T` rows of `q`, `k`, `v` (and `att_probs`); returns `T`.
+    fn check(&self, op: &str, q: usize, k: usize, v: usize, probs: usize) -> usize {
+        let (h, kv, hd) = (self.n_head, self.n_head_kv, self.head_dim);
+        assert!(h > 0 && kv > 0 && hd > 0 && h % kv == 0, "{op}: n_head must be a multiple of n_head_kv");
+        assert_eq!(q % (h * hd), 0, "{op}: q is not [T, n_head·head_dim]");
+        let t = q / (h * hd);
+        assert_eq!(k, t * kv * hd, "{op}: k is not [T, n_head_kv·head_dim]");
+        assert_eq!(v, k, "{op}: v is not [T, n_head_kv·head_dim]");
+        assert_eq!(probs, h * t * t, "{op}: att_probs is not [n_head, T, T]");
+        t
+    }
+}
+
+/// Causal attention forward for one sequence (positions `0..T`), scale `1/sqrt(head_dim)`.
+///
+/// `q`: `[T, n_head·hd]`; `k`, `v`: `[T, n_head_kv·hd]`; `att_probs`: `[n_head, T, T]`, written
+/// with the softmax weights (row `t` of head `h` at `(h·T + t)·T`, zero above the diagonal) and
+/// saved for [`attention_backward`]; `out`: `[T, n_head·hd]`, overwritten.
+pub fn attention_forward(q: &[f32], k: &[f32], v: &[f32], s: AttnShape, att_probs: &mut [f32], out: &mut [f32]) {
+    let t_len = s.check("attention_forward", q.len(), k.len(), v.len(), att_probs.len());
+    assert_eq!(out.len(), q.len(), "attention_forward: out length");
+    let (hd, qd, kvd) = (s.head_dim, s.n_head * s.head_dim, s.n_head_kv * s.head_dim);
+    let group = s.n_head / s.n_head_kv;
+    let scale = 1.0 / (hd as f32).sqrt();
+    out.fill(0.0);
+    for h in 0..s.n_head {
+        let kh = (h / group) * hd;
+        for t in 0..t_len {
+            let qh = &q[t * qd + h * hd..][..hd];
+            let p = &mut att_probs[(h * t_len + t) * t_len..][..t_len];
+            let mut mx = f32::NEG_INFINITY;
+            for (j, pj) in p.iter_mut().enumerate().take(t + 1) {
+                let kj = &k[j * kvd + kh..][..hd];
+                *pj = qh.iter().zip(kj).map(|(a, b)| a * b).sum::<f32>() * scale;
+                mx = mx.max(*pj);
+            }
+            let mut sum = 0f64;
+            for pj in &mut p[..=t] {
+                *pj = (*pj - mx).exp();
+                sum += *pj as f64;
+            }
+            let inv = (1.0 / sum) as f32;
+            for pj in &mut p[..=t] {
+                *pj *= inv;
+            }
+            p[t + 1..].fill(0.0);
+            let o = &mut out[t * qd + h * hd..][..hd];
+            for (j, &pj) in p[..=t].iter().enumerate() {
+                let vj = &v[j * kvd + kh..][..hd];
+                for (oi, &vi) in o.iter_mut().zip(vj) {
+                    *oi += pj * vi;
+                }
+            }
+        }
+    }
+}
+
+/// Causal attention backward: from `dout` `[T, n_head·hd]` and the saved `att_probs`, adds the
+/// gradients into `dq` `[T, n_head·hd]`, `dk` and `dv` `[T, n_head_kv·hd]` (query heads sharing
+/// a kv head add into the same rows).
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward(
+    dout: &[f32],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    att_probs: &[f32],
+    s: AttnShape,
+    dq: &mut [f32],
+    dk: &mut [f32],
+    dv: &mut [f32],
+) {
+    let t_len = s.check("attention_backward", q.len(), k.len(), v.len(), att_probs.len());
+    assert!(dout.len() == q.len() && dq.len() == q.len(), "attention_backward: dout / dq length");
+    assert!(dk.len() == k.len() && dv.len() == v.len(), "attention_backward: dk / dv length");
+    let (hd, qd, kvd) = (s.head_dim, s.n_head * s.head_dim, s.n_head_kv * s.head_dim);
+    let group = s.n_head / s.n_head_kv;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let mut dp = vec![0f32; t_len];
+    for h in 0..s.n_head {
+        let kh = (h / group) * hd;
+        for t in 0..t_len {
+            let p = &att_probs[(h * t_len + t) * t_len..][..t + 1];
+            let go = &dout[t * qd + h * hd..][..hd];
+            // dp_j = dout·v_j; dv_j += p_j·dout.
+            let mut pdp = 0f64;
+            for (j, &pj) in p.iter().enumerate() {
+                let vj = &v[j * kvd + kh..][..hd];
+                dp[j] = go.iter().zip(vj).map(|(a, b)| a * b).sum();
+                pdp += (pj * dp[j]) as f64;
+                let dvj = &mut dv[j * kvd + kh..][..hd];
+                for (d, &g) in dvj.iter_mut().zip(go) {
+                    *d += pj * g;
+                }
+            }
+            // Softmax backward: ds_j = p_j·(dp_j − Σ p·dp), then through the scaled dot product.
+            let pdp = pdp as f32;
+            let qh = &q[t * qd + h * hd..][..hd];
+            for (j, &pj) in p.iter().enumerate() {
+                let ds = pj * (dp[j] - pdp) * scale;
+                let kj = &k[j * kvd + kh..][..hd];
+                let dqh = &mut dq[t * qd + h * hd..][..hd];
+                for (d, &kv) in dqh.iter_mut().zip(kj) {
+                    *d += ds * kv;
+                }
+                let dkj = &mut dk[j * kvd + kh..][..hd];
+                for (d, &qv) in dkj.iter_mut().zip(qh) {
+                    *d += ds * qv;
+                }
+            }
+        }
     }
 }
