@@ -3,6 +3,9 @@
 //! non-zero gradient buffers to check that backwards accumulate; and a perturbed gradient is
 //! shown to fail the same check.
 use graft::kernels::ops::selected as ops_kernels;
+use graft::kernels::quant::selected as quant_kernels;
+use graft::model::Linear;
+use graft::quant::QuantType;
 use graft::train::ops::*;
 
 /// xorshift64*: deterministic values without a dependency.
@@ -292,4 +295,156 @@ fn attention_perturbed_gradient_is_caught() {
     assert!(rel_err(&dk, &nk) < TOL);
     dk[6] += 1e-2;
     assert!(rel_err(&dk, &nk) > TOL, "perturbed dk went unnoticed");
+}
+
+// ---------------------------------------------------------------- cross-entropy
+
+fn ce64(logits: &[f64], targets: &[Option<u32>]) -> f64 {
+    let v = logits.len() / targets.len();
+    let (mut sum, mut n) = (0.0, 0);
+    for (row, t) in logits.chunks_exact(v).zip(targets) {
+        if let Some(t) = t {
+            let mx = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            sum += row.iter().map(|x| (x - mx).exp()).sum::<f64>().ln() + mx - row[*t as usize];
+            n += 1;
+        }
+    }
+    if n == 0 {
+        0.0
+    } else {
+        sum / n as f64
+    }
+}
+
+fn targets(rng: &mut Rng, t: usize, v: usize) -> Vec<Option<u32>> {
+    (0..t).map(|_| if rng.next() % 3 == 0 { None } else { Some((rng.next() % v as u64) as u32) }).collect()
+}
+
+#[test]
+fn cross_entropy_backward_matches_finite_differences() {
+    let mut rng = Rng(99);
+    let v = 11;
+    for t in 1..=7 {
+        let mut tg = targets(&mut rng, t, v);
+        tg[0] = Some(v as u32 - 1);
+        let logits = rng.vec(t * v, 3.0);
+        let mut losses = vec![f32::NAN; t];
+        let mean = cross_entropy_forward(&logits, &tg, &mut losses);
+        let l64 = ce64(&to64(&logits), &tg);
+        assert!((mean as f64 - l64).abs() < 1e-5 * l64.abs().max(1.0), "mean loss {mean} vs {l64}");
+        let n = tg.iter().filter(|x| x.is_some()).count();
+        assert!((losses.iter().map(|&l| l as f64).sum::<f64>() / n as f64 - l64).abs() < 1e-5);
+        let d0 = rng.vec(t * v, 1.0);
+        let mut d = d0.clone();
+        cross_entropy_backward(&logits, &tg, &mut d);
+        let num = numeric_grad(&logits, |x| ce64(x, &tg));
+        let a = added(&d, &d0);
+        assert_grad(&format!("cross-entropy T={t}"), &a, &num);
+        for (r, target) in tg.iter().enumerate() {
+            let row = r * v..(r + 1) * v;
+            if target.is_none() {
+                assert_eq!(losses[r], 0.0, "masked row loss");
+                // Masked rows: exactly nothing added (bit-identical buffer).
+                assert!(d[row.clone()].iter().zip(&d0[row]).all(|(a, b)| a.to_bits() == b.to_bits()), "masked row {r} got a gradient");
+            } else {
+                // Softmax − onehot sums to zero over a row.
+                assert!(a[row].iter().map(|&x| x as f64).sum::<f64>().abs() < 1e-6);
+            }
+        }
+        let mut bad = a.clone();
+        bad[3] += 1e-3;
+        assert!(rel_err(&bad, &num) > TOL, "perturbed dlogits went unnoticed");
+    }
+}
+
+#[test]
+fn cross_entropy_masked_rows_get_exact_zero_and_large_logits_are_stable() {
+    let v = 11;
+    let tg = [None, Some(2), None, Some(10)];
+    let mut rng = Rng(1234);
+    let base = rng.vec(4 * v, 2.0);
+    // Shift invariance at large magnitudes (no overflow without the max subtraction).
+    let big: Vec<f32> = base.iter().map(|x| x + 3.0e4).collect();
+    let (mut l1, mut l2) = (vec![0f32; 4], vec![0f32; 4]);
+    let m1 = cross_entropy_forward(&base, &tg, &mut l1);
+    let m2 = cross_entropy_forward(&big, &tg, &mut l2);
+    assert!(m2.is_finite() && (m1 - m2).abs() < 1e-2, "{m1} vs {m2}");
+    let mut d = vec![0f32; 4 * v];
+    cross_entropy_backward(&big, &tg, &mut d);
+    assert!(d.iter().all(|x| x.is_finite()));
+    assert!(d[..v].iter().chain(&d[2 * v..3 * v]).all(|&x| x == 0.0), "masked rows must stay exactly zero");
+    // Every row masked: zero loss and no gradient.
+    let none = [None; 4];
+    assert_eq!(cross_entropy_forward(&base, &none, &mut l1), 0.0);
+    let mut d = vec![0f32; 4 * v];
+    cross_entropy_backward(&base, &none, &mut d);
+    assert!(d.iter().all(|&x| x == 0.0));
+}
+
+#[test]
+#[should_panic(expected = "target")]
+fn cross_entropy_rejects_out_of_range_targets() {
+    let mut l = [0f32; 1];
+    cross_entropy_forward(&[0.0; 11], &[Some(11)], &mut l);
+}
+
+// ---------------------------------------------------------------- linear dx
+
+#[test]
+fn linear_backward_dx_matches_dense_dequantized_product() {
+    let mut rng = Rng(42);
+    let (n_in, n_out, t) = (96, 7, 5);
+    use QuantType::*;
+    for ty in [F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1] {
+        let wf = rng.vec(n_out * n_in, 1.0);
+        let mut w = Vec::new();
+        for row in wf.chunks_exact(n_in) {
+            graft::requant::quantize_row(ty, row, &mut w).unwrap();
+        }
+        let rb = ty.row_bytes(n_in).unwrap();
+        let mut wd = vec![0f32; n_out * n_in];
+        for (r, out) in wd.chunks_exact_mut(n_in).enumerate() {
+            quant_kernels().dequantize_row(ty, &w[r * rb..(r + 1) * rb], out).unwrap();
+        }
+        let dy = rng.vec(t * n_out, 1.0);
+        let dx0 = rng.vec(t * n_in, 1.0);
+        let mut want = to64(&dx0);
+        for i in 0..t {
+            for r in 0..n_out {
+                for c in 0..n_in {
+                    want[i * n_in + c] += dy[i * n_out + r] as f64 * wd[r * n_in + c] as f64;
+                }
+            }
+        }
+        let mut dx = dx0.clone();
+        linear_backward_dx(ty, n_in, n_out, &w, &dy, &mut dx).unwrap();
+        let e = rel_err(&dx, &want);
+        assert!(e < 1e-5, "{ty}: relative error {e:.3e}");
+        // The same through a model projection.
+        let l = Linear { ty, n_in, n_out, range: 0..w.len() };
+        let mut dx2 = dx0.clone();
+        linear_backward_dx_for(&l, &w, &dy, &mut dx2).unwrap();
+        assert_eq!(dx, dx2);
+        // A wrong weight (one row off) is caught by the comparison.
+        let mut bad = dx.clone();
+        bad[n_in + 3] += 1e-2;
+        assert!(rel_err(&bad, &want) > 1e-5);
+    }
+}
+
+#[test]
+fn linear_backward_dx_checks_shapes() {
+    let (n_in, n_out) = (64, 3);
+    let mut w = Vec::new();
+    for _ in 0..n_out {
+        graft::requant::quantize_row(QuantType::Q8_0, &[0.5; 64], &mut w).unwrap();
+    }
+    let dy = vec![1f32; 2 * n_out];
+    let mut dx = vec![0f32; 2 * n_in];
+    assert!(linear_backward_dx(QuantType::Q8_0, n_in, n_out, &w[1..], &dy, &mut dx).is_err(), "short weight");
+    assert!(linear_backward_dx(QuantType::Q8_0, 48, n_out, &w, &dy, &mut dx).is_err(), "partial block");
+    assert!(linear_backward_dx(QuantType::Q8_0, n_in, n_out, &w, &dy[1..], &mut dx).is_err(), "dy not whole rows");
+    assert!(linear_backward_dx(QuantType::Q8_0, n_in, n_out, &w, &dy, &mut dx[1..]).is_err(), "dx rows");
+    assert!(linear_backward_dx(QuantType::Q8_0, n_in, n_out, &w, &dy, &mut dx).is_ok());
+    assert!(dx.iter().all(|&x| (x - 1.5).abs() < 1e-2), "each dx = Σ_r 1·0.5");
 }

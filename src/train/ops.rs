@@ -6,12 +6,16 @@
 //!   gradients of the inputs into the `d*` buffers: callers zero them once per step, and a value
 //!   used by several ops collects the sum of its gradients.
 //! - Saved activations (`rstd`, `att_probs`) are written by the forward and read by the backward.
-//! - Lengths are checked with `assert!`: a mismatch is a bug of the caller and panics.
+//! - Lengths are checked with `assert!`: a mismatch is a bug of the caller and panics, except in
+//!   [`linear_backward_dx`], which returns the kernel layer's [`Result`].
 //!
 //! Weights are frozen: only gradients to activations are computed (an adapter's own weights get
 //! their gradients elsewhere). Row sums use f64 accumulation where cancellation or long rows
-//! could hurt (norms, softmax denominators).
+//! could hurt (norms, softmax denominators, cross-entropy).
 use crate::kernels::ops::OpKernels;
+use crate::model::Linear;
+use crate::quant::QuantType;
+use crate::Result;
 
 /// RMSNorm forward over rows of `C = w.len()`: `y = x · rstd · w` with
 /// `rstd = 1 / sqrt(mean(x²) + eps)` per row (the math of [`OpKernels::rmsnorm`]).
@@ -249,4 +253,85 @@ pub fn attention_backward(
             }
         }
     }
+}
+
+fn ce_check(op: &str, logits: usize, targets: &[Option<u32>]) -> usize {
+    assert!(!targets.is_empty() && logits % targets.len() == 0 && logits > 0, "{op}: logits is not [T, V]");
+    logits / targets.len()
+}
+
+/// Cross-entropy forward: `losses[t] = logsumexp(logits[t]) − logits[t][target]` for rows with a
+/// target, `0` for masked rows (`None`); returns the mean over the unmasked rows (`0` when all are
+/// masked). `logits`: `[T, V]` with `T = targets.len()`. Panics on a target `>= V`.
+pub fn cross_entropy_forward(logits: &[f32], targets: &[Option<u32>], losses: &mut [f32]) -> f32 {
+    let v = ce_check("cross_entropy_forward", logits.len(), targets);
+    assert_eq!(losses.len(), targets.len(), "cross_entropy_forward: losses length");
+    let (mut total, mut n) = (0f64, 0usize);
+    for ((row, tg), l) in logits.chunks_exact(v).zip(targets).zip(losses.iter_mut()) {
+        *l = 0.0;
+        let Some(tg) = *tg else { continue };
+        assert!((tg as usize) < v, "cross_entropy_forward: target {tg} >= vocabulary {v}");
+        let mx = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+        let se: f64 = row.iter().map(|&x| ((x - mx) as f64).exp()).sum();
+        let loss = se.ln() + mx as f64 - row[tg as usize] as f64;
+        *l = loss as f32;
+        total += loss;
+        n += 1;
+    }
+    if n == 0 {
+        0.0
+    } else {
+        (total / n as f64) as f32
+    }
+}
+
+/// Cross-entropy backward of the mean loss of [`cross_entropy_forward`]:
+/// `dlogits[t] += (softmax(logits[t]) − onehot(target)) / n_unmasked`; masked rows get nothing.
+pub fn cross_entropy_backward(logits: &[f32], targets: &[Option<u32>], dlogits: &mut [f32]) {
+    let v = ce_check("cross_entropy_backward", logits.len(), targets);
+    assert_eq!(dlogits.len(), logits.len(), "cross_entropy_backward: dlogits length");
+    let n = targets.iter().filter(|t| t.is_some()).count();
+    if n == 0 {
+        return;
+    }
+    let inv_n = 1.0 / n as f64;
+    for ((row, tg), d) in logits.chunks_exact(v).zip(targets).zip(dlogits.chunks_exact_mut(v)) {
+        let Some(tg) = *tg else { continue };
+        assert!((tg as usize) < v, "cross_entropy_backward: target {tg} >= vocabulary {v}");
+        let mx = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+        let se: f64 = row.iter().map(|&x| ((x - mx) as f64).exp()).sum();
+        let k = inv_n / se;
+        for (i, (di, &x)) in d.iter_mut().zip(row).enumerate() {
+            let mut g = ((x - mx) as f64).exp() * k;
+            if i == tg as usize {
+                g -= inv_n;
+            }
+            *di += g as f32;
+        }
+    }
+}
+
+/// Gradient to the input of a frozen linear layer `y = x·Wᵀ`: `dx += dy·W`, through the selected
+/// ISA's quantized `gemm_dx` kernel ([`crate::kernels::quant::QuantKernels::gemm_dx`]).
+///
+/// `w`: `n_out` rows of `n_in` elements of `ty` (the raw GGUF bytes); `dy`: `[T, n_out]`;
+/// `dx`: `[T, n_in]`. Errors when `ty` is not a weight format, `n_in` is not a whole number of its
+/// blocks, `w` is not exactly `n_out` rows, or `dy` / `dx` are not `T` whole rows.
+pub fn linear_backward_dx(ty: QuantType, n_in: usize, n_out: usize, w: &[u8], dy: &[f32], dx: &mut [f32]) -> Result<()> {
+    let op = "linear_backward_dx";
+    let rb = ty.row_bytes(n_in).ok_or_else(|| crate::Error::invalid(op, format!("{n_in} elements are not whole {ty} blocks")))?;
+    if w.len() != n_out * rb {
+        return Err(crate::Error::invalid(op, format!("{} weight bytes, {n_out} rows of {rb} need {}", w.len(), n_out * rb)));
+    }
+    if n_in == 0 || n_out == 0 || dy.len() % n_out != 0 || dx.len() != dy.len() / n_out * n_in {
+        return Err(crate::Error::invalid(op, format!("dy ({}) and dx ({}) are not [T, {n_out}] and [T, {n_in}]", dy.len(), dx.len())));
+    }
+    let t = dy.len() / n_out;
+    crate::kernels::quant::selected().gemm_dx(ty, n_in, w, n_out, dy, n_out, t, dx, n_in)
+}
+
+/// [`linear_backward_dx`] for a model projection: `w` is its matrix, as
+/// [`crate::model::Model::bytes`] returns it.
+pub fn linear_backward_dx_for(l: &Linear, w: &[u8], dy: &[f32], dx: &mut [f32]) -> Result<()> {
+    linear_backward_dx(l.ty, l.n_in, l.n_out, w, dy, dx)
 }
