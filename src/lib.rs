@@ -3,7 +3,8 @@
 //!
 //! Layers, lowest first: [`error`], [`format`] (GGUF and safetensors parsing), [`quant`] (block
 //! formats), [`kernels`] (the C kernels behind a run-time ISA table), [`model`] (the llama
-//! forward pass, tokenizer, sampler), [`adapter`] (adapter methods, files and registry).
+//! forward pass, tokenizer, sampler), [`adapter`] (adapter methods, files and registry), [`train`]
+//! (the forward/backward ops of adapter training).
 #![warn(missing_docs)]
 
 pub mod adapter;
@@ -14,5 +15,6 @@ pub mod model;
 pub mod pool;
 pub mod quant;
 pub mod requant;
+pub mod train;
 
 pub use error::{Error, Result};

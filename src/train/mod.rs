@@ -1,0 +1,7 @@
+//! On-device training: the building blocks of a training pass over the frozen base.
+//!
+//! [`ops`] holds the per-op forward/backward pairs on f32 row-major buffers (in the style of
+//! llm.c): every backward *adds* into its input gradients, so gradients of a value used twice
+//! (a residual stream, a shared key/value head) sum without extra buffers; callers zero the
+//! gradient buffers once per step.
+pub mod ops;

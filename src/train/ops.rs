@@ -1,0 +1,337 @@
+//! Forward/backward pairs of the ops of a llama block, on f32 row-major buffers.
+//!
+//! Conventions (as in llm.c):
+//! - `T` rows (tokens) of `C` columns; shapes are given in the docs as `[T, C]`.
+//! - A backward takes the gradient of the op's output (`dy`, `dout`, …) and **adds** (`+=`) the
+//!   gradients of the inputs into the `d*` buffers: callers zero them once per step, and a value
+//!   used by several ops collects the sum of its gradients.
+//! - Saved activations (`rstd`, `att_probs`) are written by the forward and read by the backward.
+//! - Lengths are checked with `assert!`: a mismatch is a bug of the caller and panics, except in
+//!   [`linear_backward_dx`], which returns the kernel layer's [`Result`].
+//!
+//! Weights are frozen: only gradients to activations are computed (an adapter's own weights get
+//! their gradients elsewhere). Row sums use f64 accumulation where cancellation or long rows
+//! could hurt (norms, softmax denominators, cross-entropy).
+use crate::kernels::ops::OpKernels;
+use crate::model::Linear;
+use crate::quant::QuantType;
+use crate::Result;
+
+/// RMSNorm forward over rows of `C = w.len()`: `y = x · rstd · w` with
+/// `rstd = 1 / sqrt(mean(x²) + eps)` per row (the math of [`OpKernels::rmsnorm`]).
+///
+/// `x`, `y`: `[T, C]`; `rstd`: `[T]`, saved for [`rmsnorm_backward`].
+pub fn rmsnorm_forward(x: &[f32], w: &[f32], eps: f32, y: &mut [f32], rstd: &mut [f32]) {
+    let c = w.len();
+    assert!(c > 0, "rmsnorm_forward: empty weight");
+    assert_eq!(x.len(), rstd.len() * c, "rmsnorm_forward: x is not [T, C]");
+    assert_eq!(y.len(), x.len(), "rmsnorm_forward: y length");
+    for ((xr, yr), r) in x.chunks_exact(c).zip(y.chunks_exact_mut(c)).zip(rstd.iter_mut()) {
+        let ss: f64 = xr.iter().map(|&v| (v as f64) * (v as f64)).sum();
+        let rs = (1.0 / (ss / c as f64 + eps as f64).sqrt()) as f32;
+        *r = rs;
+        for ((o, &xv), &wv) in yr.iter_mut().zip(xr).zip(w) {
+            *o = xv * rs * wv;
+        }
+    }
+}
+
+/// RMSNorm backward (frozen weight): `dx += rstd·w·dy − x · rstd³/C · Σ(dy·w·x)` per row.
+///
+/// `dy`, `x`, `dx`: `[T, C]` with `C = w.len()`; `rstd`: `[T]` from [`rmsnorm_forward`].
+pub fn rmsnorm_backward(dy: &[f32], x: &[f32], w: &[f32], rstd: &[f32], dx: &mut [f32]) {
+    let c = w.len();
+    assert!(c > 0, "rmsnorm_backward: empty weight");
+    assert_eq!(x.len(), rstd.len() * c, "rmsnorm_backward: x is not [T, C]");
+    assert_eq!(dy.len(), x.len(), "rmsnorm_backward: dy length");
+    assert_eq!(dx.len(), x.len(), "rmsnorm_backward: dx length");
+    for (((dyr, xr), dxr), &rs) in dy.chunks_exact(c).zip(x.chunks_exact(c)).zip(dx.chunks_exact_mut(c)).zip(rstd) {
+        let dot: f64 = dyr.iter().zip(xr).zip(w).map(|((&g, &xv), &wv)| g as f64 * wv as f64 * xv as f64).sum();
+        let k = (dot * (rs as f64).powi(3) / c as f64) as f32;
+        for (((d, &g), &xv), &wv) in dxr.iter_mut().zip(dyr).zip(xr).zip(w) {
+            *d += rs * wv * g - xv * k;
+        }
+    }
+}
+
+/// The RoPE layout of one projection: `n_heads` heads of `head_dim`, the first `n_rot`
+/// dimensions of each rotated with base `freq_base`; `neox` picks the pair layout (as in
+/// [`OpKernels::rope`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Rope {
+    /// Heads per row.
+    pub n_heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+    /// Rotated dimensions per head (even, at most `head_dim`).
+    pub n_rot: usize,
+    /// Frequency base (10000 for llama).
+    pub freq_base: f32,
+    /// NeoX pair layout (`i`, `i + n_rot/2`) instead of adjacent pairs.
+    pub neox: bool,
+}
+
+impl Rope {
+    fn width(&self) -> usize {
+        self.n_heads * self.head_dim
+    }
+}
+
+/// RoPE forward, in place on `x` `[T, n_heads·head_dim]`: row `t` rotated at position `pos[t]`.
+pub fn rope_forward(ko: &OpKernels, x: &mut [f32], pos: &[usize], r: Rope) {
+    let c = r.width();
+    assert_eq!(x.len(), pos.len() * c, "rope_forward: x is not [T, n_heads·head_dim]");
+    for (row, &p) in x.chunks_exact_mut(c).zip(pos) {
+        ko.rope(row, r.n_heads, r.head_dim, r.n_rot, p, r.freq_base, r.neox, false);
+    }
+}
+
+/// RoPE backward: the rotation is orthogonal, so `dx += R(pos)ᵀ · dy`, the inverse rotation of
+/// `dy` (the kernel's `inverse` mode), row by row. `dy`, `dx`: `[T, n_heads·head_dim]`.
+pub fn rope_backward(ko: &OpKernels, dy: &[f32], pos: &[usize], r: Rope, dx: &mut [f32]) {
+    let c = r.width();
+    assert_eq!(dy.len(), pos.len() * c, "rope_backward: dy is not [T, n_heads·head_dim]");
+    assert_eq!(dx.len(), dy.len(), "rope_backward: dx length");
+    let mut tmp = vec![0f32; c];
+    for ((g, d), &p) in dy.chunks_exact(c).zip(dx.chunks_exact_mut(c)).zip(pos) {
+        tmp.copy_from_slice(g);
+        ko.rope(&mut tmp, r.n_heads, r.head_dim, r.n_rot, p, r.freq_base, r.neox, true);
+        for (o, v) in d.iter_mut().zip(&tmp) {
+            *o += v;
+        }
+    }
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// SwiGLU forward: `out = silu(gate) · up` element-wise, `silu(g) = g·σ(g)`.
+pub fn swiglu_forward(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    assert_eq!(gate.len(), up.len(), "swiglu_forward: gate and up lengths differ");
+    assert_eq!(out.len(), gate.len(), "swiglu_forward: out length");
+    for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+        *o = g * sigmoid(g) * u;
+    }
+}
+
+/// SwiGLU backward: `dgate += dout·up·σ(g)·(1 + g·(1 − σ(g)))`, `dup += dout·silu(g)`.
+pub fn swiglu_backward(dout: &[f32], gate: &[f32], up: &[f32], dgate: &mut [f32], dup: &mut [f32]) {
+    let n = gate.len();
+    assert!(dout.len() == n && up.len() == n && dgate.len() == n && dup.len() == n, "swiglu_backward: lengths differ");
+    for i in 0..n {
+        let (g, u, d) = (gate[i], up[i], dout[i]);
+        let s = sigmoid(g);
+        dgate[i] += d * u * s * (1.0 + g * (1.0 - s));
+        dup[i] += d * g * s;
+    }
+}
+
+/// The head layout of causal grouped-query attention over one sequence: `n_head` query heads,
+/// `n_head_kv` key/value heads (dividing `n_head`; query head `h` reads kv head
+/// `h / (n_head / n_head_kv)`, as the inference pass), `head_dim` per head.
+#[derive(Clone, Copy, Debug)]
+pub struct AttnShape {
+    /// Query heads.
+    pub n_head: usize,
+    /// Key/value heads.
+    pub n_head_kv: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+}
+
+impl AttnShape {
+    /// Checks the shape against `T` rows of `q`, `k`, `v` (and `att_probs`); returns `T`.
+    fn check(&self, op: &str, q: usize, k: usize, v: usize, probs: usize) -> usize {
+        let (h, kv, hd) = (self.n_head, self.n_head_kv, self.head_dim);
+        assert!(h > 0 && kv > 0 && hd > 0 && h % kv == 0, "{op}: n_head must be a multiple of n_head_kv");
+        assert_eq!(q % (h * hd), 0, "{op}: q is not [T, n_head·head_dim]");
+        let t = q / (h * hd);
+        assert_eq!(k, t * kv * hd, "{op}: k is not [T, n_head_kv·head_dim]");
+        assert_eq!(v, k, "{op}: v is not [T, n_head_kv·head_dim]");
+        assert_eq!(probs, h * t * t, "{op}: att_probs is not [n_head, T, T]");
+        t
+    }
+}
+
+/// Causal attention forward for one sequence (positions `0..T`), scale `1/sqrt(head_dim)`.
+///
+/// `q`: `[T, n_head·hd]`; `k`, `v`: `[T, n_head_kv·hd]`; `att_probs`: `[n_head, T, T]`, written
+/// with the softmax weights (row `t` of head `h` at `(h·T + t)·T`, zero above the diagonal) and
+/// saved for [`attention_backward`]; `out`: `[T, n_head·hd]`, overwritten.
+pub fn attention_forward(q: &[f32], k: &[f32], v: &[f32], s: AttnShape, att_probs: &mut [f32], out: &mut [f32]) {
+    let t_len = s.check("attention_forward", q.len(), k.len(), v.len(), att_probs.len());
+    assert_eq!(out.len(), q.len(), "attention_forward: out length");
+    let (hd, qd, kvd) = (s.head_dim, s.n_head * s.head_dim, s.n_head_kv * s.head_dim);
+    let group = s.n_head / s.n_head_kv;
+    let scale = 1.0 / (hd as f32).sqrt();
+    out.fill(0.0);
+    for h in 0..s.n_head {
+        let kh = (h / group) * hd;
+        for t in 0..t_len {
+            let qh = &q[t * qd + h * hd..][..hd];
+            let p = &mut att_probs[(h * t_len + t) * t_len..][..t_len];
+            let mut mx = f32::NEG_INFINITY;
+            for (j, pj) in p.iter_mut().enumerate().take(t + 1) {
+                let kj = &k[j * kvd + kh..][..hd];
+                *pj = qh.iter().zip(kj).map(|(a, b)| a * b).sum::<f32>() * scale;
+                mx = mx.max(*pj);
+            }
+            let mut sum = 0f64;
+            for pj in &mut p[..=t] {
+                *pj = (*pj - mx).exp();
+                sum += *pj as f64;
+            }
+            let inv = (1.0 / sum) as f32;
+            for pj in &mut p[..=t] {
+                *pj *= inv;
+            }
+            p[t + 1..].fill(0.0);
+            let o = &mut out[t * qd + h * hd..][..hd];
+            for (j, &pj) in p[..=t].iter().enumerate() {
+                let vj = &v[j * kvd + kh..][..hd];
+                for (oi, &vi) in o.iter_mut().zip(vj) {
+                    *oi += pj * vi;
+                }
+            }
+        }
+    }
+}
+
+/// Causal attention backward: from `dout` `[T, n_head·hd]` and the saved `att_probs`, adds the
+/// gradients into `dq` `[T, n_head·hd]`, `dk` and `dv` `[T, n_head_kv·hd]` (query heads sharing
+/// a kv head add into the same rows).
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward(
+    dout: &[f32],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    att_probs: &[f32],
+    s: AttnShape,
+    dq: &mut [f32],
+    dk: &mut [f32],
+    dv: &mut [f32],
+) {
+    let t_len = s.check("attention_backward", q.len(), k.len(), v.len(), att_probs.len());
+    assert!(dout.len() == q.len() && dq.len() == q.len(), "attention_backward: dout / dq length");
+    assert!(dk.len() == k.len() && dv.len() == v.len(), "attention_backward: dk / dv length");
+    let (hd, qd, kvd) = (s.head_dim, s.n_head * s.head_dim, s.n_head_kv * s.head_dim);
+    let group = s.n_head / s.n_head_kv;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let mut dp = vec![0f32; t_len];
+    for h in 0..s.n_head {
+        let kh = (h / group) * hd;
+        for t in 0..t_len {
+            let p = &att_probs[(h * t_len + t) * t_len..][..t + 1];
+            let go = &dout[t * qd + h * hd..][..hd];
+            // dp_j = dout·v_j; dv_j += p_j·dout.
+            let mut pdp = 0f64;
+            for (j, &pj) in p.iter().enumerate() {
+                let vj = &v[j * kvd + kh..][..hd];
+                dp[j] = go.iter().zip(vj).map(|(a, b)| a * b).sum();
+                pdp += (pj * dp[j]) as f64;
+                let dvj = &mut dv[j * kvd + kh..][..hd];
+                for (d, &g) in dvj.iter_mut().zip(go) {
+                    *d += pj * g;
+                }
+            }
+            // Softmax backward: ds_j = p_j·(dp_j − Σ p·dp), then through the scaled dot product.
+            let pdp = pdp as f32;
+            let qh = &q[t * qd + h * hd..][..hd];
+            for (j, &pj) in p.iter().enumerate() {
+                let ds = pj * (dp[j] - pdp) * scale;
+                let kj = &k[j * kvd + kh..][..hd];
+                let dqh = &mut dq[t * qd + h * hd..][..hd];
+                for (d, &kv) in dqh.iter_mut().zip(kj) {
+                    *d += ds * kv;
+                }
+                let dkj = &mut dk[j * kvd + kh..][..hd];
+                for (d, &qv) in dkj.iter_mut().zip(qh) {
+                    *d += ds * qv;
+                }
+            }
+        }
+    }
+}
+
+fn ce_check(op: &str, logits: usize, targets: &[Option<u32>]) -> usize {
+    assert!(!targets.is_empty() && logits % targets.len() == 0 && logits > 0, "{op}: logits is not [T, V]");
+    logits / targets.len()
+}
+
+/// Cross-entropy forward: `losses[t] = logsumexp(logits[t]) − logits[t][target]` for rows with a
+/// target, `0` for masked rows (`None`); returns the mean over the unmasked rows (`0` when all are
+/// masked). `logits`: `[T, V]` with `T = targets.len()`. Panics on a target `>= V`.
+pub fn cross_entropy_forward(logits: &[f32], targets: &[Option<u32>], losses: &mut [f32]) -> f32 {
+    let v = ce_check("cross_entropy_forward", logits.len(), targets);
+    assert_eq!(losses.len(), targets.len(), "cross_entropy_forward: losses length");
+    let (mut total, mut n) = (0f64, 0usize);
+    for ((row, tg), l) in logits.chunks_exact(v).zip(targets).zip(losses.iter_mut()) {
+        *l = 0.0;
+        let Some(tg) = *tg else { continue };
+        assert!((tg as usize) < v, "cross_entropy_forward: target {tg} >= vocabulary {v}");
+        let mx = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+        let se: f64 = row.iter().map(|&x| ((x - mx) as f64).exp()).sum();
+        let loss = se.ln() + mx as f64 - row[tg as usize] as f64;
+        *l = loss as f32;
+        total += loss;
+        n += 1;
+    }
+    if n == 0 {
+        0.0
+    } else {
+        (total / n as f64) as f32
+    }
+}
+
+/// Cross-entropy backward of the mean loss of [`cross_entropy_forward`]:
+/// `dlogits[t] += (softmax(logits[t]) − onehot(target)) / n_unmasked`; masked rows get nothing.
+pub fn cross_entropy_backward(logits: &[f32], targets: &[Option<u32>], dlogits: &mut [f32]) {
+    let v = ce_check("cross_entropy_backward", logits.len(), targets);
+    assert_eq!(dlogits.len(), logits.len(), "cross_entropy_backward: dlogits length");
+    let n = targets.iter().filter(|t| t.is_some()).count();
+    if n == 0 {
+        return;
+    }
+    let inv_n = 1.0 / n as f64;
+    for ((row, tg), d) in logits.chunks_exact(v).zip(targets).zip(dlogits.chunks_exact_mut(v)) {
+        let Some(tg) = *tg else { continue };
+        assert!((tg as usize) < v, "cross_entropy_backward: target {tg} >= vocabulary {v}");
+        let mx = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+        let se: f64 = row.iter().map(|&x| ((x - mx) as f64).exp()).sum();
+        let k = inv_n / se;
+        for (i, (di, &x)) in d.iter_mut().zip(row).enumerate() {
+            let mut g = ((x - mx) as f64).exp() * k;
+            if i == tg as usize {
+                g -= inv_n;
+            }
+            *di += g as f32;
+        }
+    }
+}
+
+/// Gradient to the input of a frozen linear layer `y = x·Wᵀ`: `dx += dy·W`, through the selected
+/// ISA's quantized `gemm_dx` kernel ([`crate::kernels::quant::QuantKernels::gemm_dx`]).
+///
+/// `w`: `n_out` rows of `n_in` elements of `ty` (the raw GGUF bytes); `dy`: `[T, n_out]`;
+/// `dx`: `[T, n_in]`. Errors when `ty` is not a weight format, `n_in` is not a whole number of its
+/// blocks, `w` is not exactly `n_out` rows, or `dy` / `dx` are not `T` whole rows.
+pub fn linear_backward_dx(ty: QuantType, n_in: usize, n_out: usize, w: &[u8], dy: &[f32], dx: &mut [f32]) -> Result<()> {
+    let op = "linear_backward_dx";
+    let rb = ty.row_bytes(n_in).ok_or_else(|| crate::Error::invalid(op, format!("{n_in} elements are not whole {ty} blocks")))?;
+    if w.len() != n_out * rb {
+        return Err(crate::Error::invalid(op, format!("{} weight bytes, {n_out} rows of {rb} need {}", w.len(), n_out * rb)));
+    }
+    if n_in == 0 || n_out == 0 || dy.len() % n_out != 0 || dx.len() != dy.len() / n_out * n_in {
+        return Err(crate::Error::invalid(op, format!("dy ({}) and dx ({}) are not [T, {n_out}] and [T, {n_in}]", dy.len(), dx.len())));
+    }
+    let t = dy.len() / n_out;
+    crate::kernels::quant::selected().gemm_dx(ty, n_in, w, n_out, dy, n_out, t, dx, n_in)
+}
+
+/// [`linear_backward_dx`] for a model projection: `w` is its matrix, as
+/// [`crate::model::Model::bytes`] returns it.
+pub fn linear_backward_dx_for(l: &Linear, w: &[u8], dy: &[f32], dx: &mut [f32]) -> Result<()> {
+    linear_backward_dx(l.ty, l.n_in, l.n_out, w, dy, dx)
+}
