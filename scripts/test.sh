@@ -41,5 +41,5 @@ cargo test --all-targets "$@" 2>&1
 echo "== leak check: adapters loaded, swapped, rescaled and unloaded while threads generate (valgrind)" >&2
 command -v valgrind >/dev/null || apt_install valgrind
 bin=$(cargo test --no-run --message-format=json --test adapter_registry 2>/dev/null | sed -n 's/.*"executable":"\([^"]*adapter_registry[^"]*\)".*/\1/p' | tail -1)
-GRAFT_CHURN_CYCLES=30 valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=9 \
+GRAFT_CHURN_CYCLES=10 valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=9 \
     "$bin" concurrent_generation_while_adapters_churn 2>&1
