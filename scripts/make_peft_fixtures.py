@@ -81,6 +81,7 @@ configs = {
     "rslora": LoraConfig(r=4, lora_alpha=8, target_modules=TARGETS, lora_dropout=0.0, use_rslora=True),
     "dora": LoraConfig(r=4, lora_alpha=8, target_modules=TARGETS, lora_dropout=0.0, use_dora=True),
     "vera": VeraConfig(r=16, target_modules=TARGETS, vera_dropout=0.0, projection_prng_key=7, save_projection=True),
+    "vera_noproj": VeraConfig(r=16, target_modules=TARGETS, vera_dropout=0.0, projection_prng_key=11, save_projection=False),
     "miss": MissConfig(r=8, target_modules=TARGETS),
     "lokr": LoKrConfig(r=4, alpha=8, target_modules=TARGETS),
     "randlora": RandLoraConfig(r=16, randlora_alpha=32, target_modules=TARGETS, projection_prng_key=3, save_projection=True),

@@ -50,10 +50,10 @@ fn peft_adapters_give_peft_logits() {
     let model = Arc::new(Model::load(data().join("tiny-llama.gguf")).unwrap());
     let base = read_f32(&data().join("base.logits.f32"));
     let reg = Registry::new(model.clone());
-    for m in ["lora", "rslora", "dora", "vera", "miss", "lokr", "randlora"] {
+    for m in ["lora", "rslora", "dora", "vera", "vera_noproj", "miss", "lokr", "randlora"] {
         let dir = data().join(m);
         let ad = reg.load(m, &dir, 1.0).unwrap();
-        let expect_method = m;
+        let expect_method = m.trim_end_matches("_noproj");
         assert_eq!(ad.method, expect_method);
         let want = read_f32(&dir.join("logits.f32"));
         assert!(rel_diff(&base, &want) > 100.0 * TOL, "{m}: PEFT's adapter must change the logits");
@@ -90,4 +90,17 @@ fn peft_writer_round_trips_bit_exactly() {
         assert_eq!(set(&ca), set(&cb), "{m}: target modules");
         std::fs::remove_dir_all(&out).ok();
     }
+}
+
+/// VeRA's projections regenerated from `projection_prng_key` equal the ones PEFT saved, bit for bit
+/// (torch's CPU generator, ADAPTERS.md §3.1).
+#[test]
+fn vera_projections_regenerate_bit_exactly() {
+    let native = peft::read(&data().join("vera")).unwrap();
+    let key: u64 = native.hyper["projection_prng_key"].parse().unwrap();
+    let (sa, a) = &native.tensors["shared.vera_A"];
+    let (sb, b) = &native.tensors["shared.vera_B"];
+    let g = graft::adapter::VeraShared::generate(sa[0], sa[1], sb[0], key);
+    assert!(g.a.iter().zip(a.iter()).all(|(x, y)| x.to_bits() == y.to_bits()), "vera_A differs");
+    assert_eq!(&g.b(), b, "vera_B differs");
 }

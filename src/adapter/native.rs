@@ -167,7 +167,27 @@ impl NativeAdapter {
         if tg.is_empty() {
             return Err(Error::format(file, "tensors", "no adapted layer"));
         }
-        let vera_shared = if self.method == "vera" { Some(Arc::new(VeraShared::load(&self.tensors, file)?)) } else { None };
+        let vera_shared = if self.method != "vera" {
+            None
+        } else if self.tensors.contains_key("shared.vera_A") || !self.hyper.contains_key("projection_prng_key") {
+            Some(Arc::new(VeraShared::load(&self.tensors, file)?))
+        } else {
+            // Not saved (PEFT's save_projection=False): regenerate from the key, over the widest
+            // input and output of the targeted layers, as PEFT does.
+            let key: u64 = super::methods::hyper_get(&self.hyper, "projection_prng_key", file)?;
+            let r: usize = super::methods::hyper_get(&self.hyper, "r", file)?;
+            let (mut max_in, mut max_out) = (0, 0);
+            for &(l, kind) in &tg {
+                if let Some(b) = model.weights.blocks.get(l) {
+                    max_in = max_in.max(b.linear(kind).n_in);
+                    max_out = max_out.max(b.linear(kind).n_out);
+                }
+            }
+            if r == 0 || r > 65536 {
+                return Err(Error::format(file, "r", format!("VeRA rank {r}")));
+            }
+            Some(Arc::new(VeraShared::generate(r, max_in, max_out, key)))
+        };
         let randlora_shared = if self.method == "randlora" { Some(Arc::new(RandLoraShared::load(&self.tensors, file)?)) } else { None };
         let lorta_shared = if self.method == "lorta" { Some(Arc::new(LortaShared::load(&self.tensors, &self.hyper, file)?)) } else { None };
         // PEFT files keep attn_q / attn_k rows in the HF order; GGUF permutes them for its RoPE.

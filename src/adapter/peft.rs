@@ -168,8 +168,8 @@ pub fn read(dir: &Path) -> Result<NativeAdapter> {
     if method == "randlora" && !tensors.contains_key("shared.randlora_a") {
         return Err(Error::format(&file, "base_model.randlora_A", "missing: adapters saved with save_projection=False are not supported yet"));
     }
-    if method == "vera" && !tensors.contains_key("shared.vera_A") {
-        return Err(Error::format(&file, "base_model.vera_A", "missing: adapters saved with save_projection=False are not supported yet"));
+    if method == "vera" && !tensors.contains_key("shared.vera_A") && get("save_projection").and_then(Value::as_bool) != Some(false) {
+        return Err(Error::format(&file, "base_model.vera_A", "missing, and the config does not say save_projection=false"));
     }
     Ok(NativeAdapter { method: method.into(), hyper, base_fingerprint: None, tensors, source: file })
 }

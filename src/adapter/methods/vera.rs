@@ -48,6 +48,18 @@ impl VeraShared {
         b
     }
 
+    /// PEFT's projections for `projection_prng_key` (files saved with `save_projection=False`):
+    /// one CPU `MT19937(key)` stream, `A` `[r, max_in]` then `B` `[max_out, r]`, each
+    /// `uniform_(±√3·√2/√fan_in)` with fan-in its dim 1, torch's fp32 recipe (ADAPTERS.md §3.1; equal
+    /// to torch on its FMA (AVX2/AVX-512) builds, which is what PEFT users on x86 run).
+    pub fn generate(r: usize, max_in: usize, max_out: usize, key: u64) -> VeraShared {
+        use crate::adapter::rng::{kaiming_uniform, Mt19937};
+        let mut rng = Mt19937::new(key as u32);
+        let a = kaiming_uniform(&mut rng, r, max_in, 0.0);
+        let b = kaiming_uniform(&mut rng, max_out, r, 0.0);
+        VeraShared::from_a_b(r, max_in, max_out, a, &b)
+    }
+
     /// Saves `A` and `B` as `shared.vera_A` / `shared.vera_B`.
     pub fn save(&self, out: &mut Tensors) {
         out.insert("shared.vera_A".into(), (vec![self.r, self.max_in], self.a.to_vec()));
