@@ -147,6 +147,10 @@ enum Cmd {
         /// Output GGUF file
         #[arg(short = 'o', long = "output")]
         out: PathBuf,
+        /// Type of the merged matrices: same (the base's; K-quants as q8_0), f32, f16, bf16, q8_0,
+        /// q4_0, q4_1, q5_0, q5_1
+        #[arg(long = "type", default_value = "same")]
+        ty: String,
     },
 }
 
@@ -426,7 +430,17 @@ fn run(cli: Cli) -> Result<(), String> {
                 swaps.iter().cloned().fold(0f64, f64::max)
             );
         }
-        Cmd::Merge { m, out } => {
+        Cmd::Merge { m, out, ty } => {
+            let ty = match ty.to_ascii_lowercase().as_str() {
+                "same" => None,
+                t => Some(
+                    graft::quant::WEIGHT_TYPES
+                        .iter()
+                        .copied()
+                        .find(|q| q.name().eq_ignore_ascii_case(t))
+                        .ok_or_else(|| format!("--type {t}: expected same, f32, f16, bf16, q8_0, q4_0, q4_1, q5_0 or q5_1"))?,
+                ),
+            };
             if m.adapters.is_empty() {
                 return Err("merge needs at least one -a ADAPTER".into());
             }
@@ -437,10 +451,10 @@ fn run(cli: Cli) -> Result<(), String> {
                 list.push((Arc::new(adapter::load::load(&p, &model).map_err(|e| e.to_string())?), s));
             }
             let t0 = Instant::now();
-            let r = adapter::merge::merge(&model, &list, &out).map_err(|e| e.to_string())?;
+            let r = adapter::merge::merge_as(&model, &list, &out, ty).map_err(|e| e.to_string())?;
             eprintln!("graft: merged {} matrices into {} in {:.1} s", r.merged, out.display(), t0.elapsed().as_secs_f64());
             println!(
-                "merged={} delta_rms={:.6e} requant_rms={:.6e} requant_over_delta={:.4} retyped_to_q8_0={}",
+                "merged={} delta_rms={:.6e} requant_rms={:.6e} requant_over_delta={:.4} retyped={}",
                 r.merged,
                 r.delta_rms,
                 r.requant_rms,

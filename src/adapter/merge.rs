@@ -6,6 +6,7 @@ use super::Adapter;
 use crate::format::gguf::Value;
 use crate::format::gguf_write::GgufWriter;
 use crate::model::{LinearKind, Model};
+use crate::quant::QuantType;
 use crate::requant::{quantize_row, target_type};
 use crate::{Error, Result};
 use std::path::Path;
@@ -20,12 +21,24 @@ pub struct MergeReport {
     pub delta_rms: f64,
     /// RMS of the error re-quantization added (`Q(W0 + ΔW) − (W0 + ΔW)`); 0 for F32 bases.
     pub requant_rms: f64,
-    /// Matrices written in another type than the base's (K-quants → Q8_0).
+    /// Matrices written in another type than the base's (K-quants → Q8_0, or `--type`).
     pub retyped: usize,
 }
 
-/// Writes `model` with `adapters` (at their scales) merged to `out`.
+/// Writes `model` with `adapters` (at their scales) merged to `out`, the merged matrices in their
+/// base's format (K-quants as Q8_0).
 pub fn merge(model: &Model, adapters: &[(Arc<Adapter>, f32)], out: &Path) -> Result<MergeReport> {
+    merge_as(model, adapters, out, None)
+}
+
+/// As [`merge`], writing the merged matrices as `ty` when given (F32, F16, BF16, Q8_0, Q4_0, Q4_1,
+/// Q5_0, Q5_1): a wider type than a 4-bit base keeps more of the adapter.
+pub fn merge_as(model: &Model, adapters: &[(Arc<Adapter>, f32)], out: &Path, ty: Option<QuantType>) -> Result<MergeReport> {
+    if let Some(t) = ty {
+        if target_type(t) != t || !crate::quant::WEIGHT_TYPES.contains(&t) {
+            return Err(Error::invalid("merge", format!("cannot write merged weights as {t}")));
+        }
+    }
     let g = &model.gguf;
     let mut w = GgufWriter::new();
     w.alignment(g.header().alignment as u32)?;
@@ -57,7 +70,7 @@ pub fn merge(model: &Model, adapters: &[(Arc<Adapter>, f32)], out: &Path) -> Res
                 *m += d;
             }
         }
-        let ty = target_type(t.ty);
+        let ty = ty.unwrap_or_else(|| target_type(t.ty));
         if ty != t.ty {
             rep.retyped += 1;
         }
