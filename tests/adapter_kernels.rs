@@ -317,8 +317,8 @@ fn down_refuses_a_short_a() {
 #[test]
 #[should_panic(expected = "adapter up: bt holds 9 floats")]
 fn up_refuses_a_short_bt() {
-    let mut y = vec![0.0; 8];
-    adapter_kernels(Isa::Ref).unwrap().up(&[1.0; 4], 2, 2, 2, None, &[1.0; 9], 5, 5, None, 1.0, &mut y, 4);
+    let mut y = vec![0.0; 10];
+    adapter_kernels(Isa::Ref).unwrap().up(&[1.0; 4], 2, 2, 2, None, &[1.0; 9], 5, 5, None, 1.0, &mut y, 5);
 }
 
 #[test]

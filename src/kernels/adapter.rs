@@ -204,37 +204,10 @@ impl AdapterKernels {
         if m == 0 || r == 0 || ncols == 0 {
             return;
         }
-        let ldt_c = check_matrix("adapter up", "t", t.len(), m, r, ldt);
-        let ldb_c = check_matrix("adapter up", "bt", bt.len(), r, ncols, ldb);
-        let ldy_c = check_matrix("adapter up", "y", y.len(), m, ncols, ldy);
-        if let Some(ts) = tscale {
-            assert!(ts.len() >= r, "adapter up: tscale holds {} floats, r = {r}", ts.len());
-        }
-        if let Some(os) = oscale {
-            assert!(os.len() >= ncols, "adapter up: oscale holds {} floats, ncols = {ncols}", os.len());
-        }
-        let tsp = tscale.map_or(std::ptr::null(), |v| v.as_ptr());
-        let osp = oscale.map_or(std::ptr::null(), |v| v.as_ptr());
-        // SAFETY: the kernel reads t[i*ldt + j], bt[j*ldb + c], tscale[j] and oscale[c] (when not
-        // null) and reads and writes y[i*ldy + c] for i < m, j < r, c < ncols; the checks above put
-        // every such index inside its slice, and ldy >= ncols keeps the written elements distinct.
-        // y is exclusively borrowed, so it aliases no input. Sizes are bounded by slice lengths.
-        unsafe {
-            (self.up)(
-                t.as_ptr(),
-                ldt_c,
-                c_size(m),
-                c_size(r),
-                tsp,
-                bt.as_ptr(),
-                ldb_c,
-                c_size(ncols),
-                osp,
-                s,
-                y.as_mut_ptr(),
-                ldy_c,
-            )
-        }
+        check_matrix("adapter up", "y", y.len(), m, ncols, ldy);
+        // SAFETY: check_matrix put every y[i*ldy + c] (i < m, c < ncols) inside the slice, distinct
+        // as ldy >= ncols; y is exclusively borrowed, so no other thread touches it.
+        unsafe { self.up_raw(t, ldt, m, r, tscale, bt, ldb, ncols, oscale, s, y.as_mut_ptr(), ldy) }
     }
 
     /// [`AdapterKernels::up`] through a raw output pointer, for callers whose threads write
@@ -259,8 +232,9 @@ impl AdapterKernels {
         }
         let tsp = tscale.map_or(std::ptr::null(), |v| v.as_ptr());
         let osp = oscale.map_or(std::ptr::null(), |v| v.as_ptr());
-        // SAFETY: inputs are checked as in `up`; the caller guarantees y's elements (i, c) are
-        // valid and exclusively this call's.
+        // SAFETY: the checks above put every t[i*ldt + j], bt[j*ldb + c], tscale[j] and oscale[c]
+        // the kernel reads inside their slices (sizes bounded by slice lengths, so they fit i64);
+        // the caller guarantees y's elements (i, c) are valid and exclusively this call's.
         unsafe { (self.up)(t.as_ptr(), ldt_c, c_size(m), c_size(r), tsp, bt.as_ptr(), ldb_c, c_size(ncols), osp, s, y, ldy as i64) }
     }
 
@@ -291,14 +265,10 @@ impl AdapterKernels {
         if m == 0 || r == 0 || ncols == 0 {
             return;
         }
-        let ldt_c = check_up_q8_0(t, ldt, m, r, tscale, bt, bt_stride, c0, ncols, oscale);
-        let ldy_c = check_matrix("adapter up_q8_0", "y", y.len(), m, ncols, ldy);
-        // SAFETY: check_up_q8_0 put every byte the kernel reads (rows j < r of bt, from the row's
-        // start to the end of the block holding column c0 + ncols - 1), t[i*ldt + j], tscale[j] and
-        // oscale[c] inside their slices, and check_matrix every y[i*ldy + c] (distinct, as
-        // ldy >= ncols). y is exclusively borrowed, so it aliases no input. The sizes and c0 are
-        // bounded by slice lengths (c0 + ncols ≤ 32·bt.len()/34), so they fit i64.
-        unsafe { (self.up_q8_0)(t.as_ptr(), ldt_c, c_size(m), c_size(r), opt_ptr(tscale), bt.as_ptr().cast(), bt_stride, c_size(c0), c_size(ncols), opt_ptr(oscale), s, y.as_mut_ptr(), ldy_c) }
+        check_matrix("adapter up_q8_0", "y", y.len(), m, ncols, ldy);
+        // SAFETY: check_matrix put every y[i*ldy + c] (i < m, c < ncols) inside the slice, distinct
+        // as ldy >= ncols; y is exclusively borrowed, so no other thread touches it.
+        unsafe { self.up_q8_0_raw(t, ldt, m, r, tscale, bt, bt_stride, c0, ncols, oscale, s, y.as_mut_ptr(), ldy) }
     }
 
     /// The same through a raw output pointer, for threads writing disjoint column ranges of one matrix.
@@ -328,8 +298,10 @@ impl AdapterKernels {
         let ldt_c = check_up_q8_0(t, ldt, m, r, tscale, bt, bt_stride, c0, ncols, oscale);
         assert!(ldy >= ncols, "adapter up_q8_0: stride of y ({ldy}) is less than ncols ({ncols})");
         let ldy_c = i64::try_from(ldy).unwrap_or_else(|_| panic!("adapter up_q8_0: stride of y ({ldy}) does not fit i64"));
-        // SAFETY: inputs are checked as in `up_q8_0`; the caller guarantees y's elements (i, c) are
-        // valid and exclusively this call's.
+        // SAFETY: check_up_q8_0 put every byte the kernel reads (rows j < r of bt, from the row's
+        // start to the end of the block holding column c0 + ncols - 1), t[i*ldt + j], tscale[j] and
+        // oscale[c] inside their slices; the sizes and c0 are bounded by slice lengths, so they fit
+        // i64; the caller guarantees y's elements (i, c) are valid and exclusively this call's.
         unsafe { (self.up_q8_0)(t.as_ptr(), ldt_c, c_size(m), c_size(r), opt_ptr(tscale), bt.as_ptr().cast(), bt_stride, c_size(c0), c_size(ncols), opt_ptr(oscale), s, y, ldy_c) }
     }
 }
