@@ -5,6 +5,7 @@ use graft::model::tiny::Normal;
 use graft::train::adapter_grad::{lowrank_backward, lowrank_forward, vera_backward, vera_forward, VeraProj};
 
 /// L = Σ c·y for the low-rank term, in f64.
+#[allow(clippy::too_many_arguments)]
 fn lowrank_loss(x: &[f64], a: &[f64], bt: &[f64], c: &[f64], t: usize, n_in: usize, r: usize, n_out: usize, s: f64) -> f64 {
     let mut l = 0.0;
     for i in 0..t {
