@@ -58,6 +58,11 @@ impl Model {
         self.fingerprint.clone()
     }
 
+    /// The chat template (`tokenizer.chat_template`, Jinja source) if the file has one.
+    pub fn chat_template(&self) -> Option<&str> {
+        self.gguf.get("tokenizer.chat_template").and_then(|v| v.as_str())
+    }
+
     /// Size of the model file in bytes.
     pub fn file_bytes(&self) -> usize {
         self.gguf.data().len()
