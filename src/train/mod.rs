@@ -1,5 +1,6 @@
 //! On-device training: the building blocks of a training pass over the frozen base.
 //!
+//! [`backprop`] is the loss and adapter gradients of a sequence through the whole model.
 //! [`adapter_grad`] holds the forward/backward of the trainable adapter terms (low-rank, VeRA).
 //! [`data`] reads and packs training records (text, JSONL, chat).
 //! [`optim`] is AdamW with warm-up, cosine decay and clipping.
@@ -8,6 +9,7 @@
 //! (a residual stream, a shared key/value head) sum without extra buffers; callers zero the
 //! gradient buffers once per step.
 pub mod adapter_grad;
+pub mod backprop;
 pub mod data;
 pub mod ops;
 pub mod optim;

@@ -1,0 +1,120 @@
+//! The hand-written backward pass through the whole model: on a tiny F32 llama, the training
+//! forward's loss equals the inference pass's, and the adapter gradients of LoRA and VeRA terms in
+//! every block and projection match central finite differences of the loss.
+mod adapters_common;
+use adapters_common::random_native;
+use graft::adapter::{Adapter, AdapterSet, Term};
+use graft::model::tiny::{write_tiny_llama, Normal, TinySpec};
+use graft::model::{LinearKind, Logits, Model, Numerics, Runner, SeqInput};
+use graft::train::backprop::{loss_and_grad, Grads, TermGrad};
+use graft::train::data::Sequence;
+use std::sync::Arc;
+
+fn tiny(name: &str) -> Arc<Model> {
+    let d = std::env::temp_dir().join(format!("graft-bp-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    let p = d.join("tiny.gguf");
+    write_tiny_llama(&p, TinySpec { tied: false, ..TinySpec::default() }, 5).unwrap();
+    Arc::new(Model::load(&p).unwrap())
+}
+
+fn sequence() -> Sequence {
+    let input: Vec<u32> = (0..9).map(|i| (i * 53 + 7) % 256).collect();
+    let targets = (0..9).map(|i| if i == 2 { None } else { Some(((i * 91 + 3) % 256) as u32) }).collect();
+    Sequence { input, targets }
+}
+
+fn copy(ad: &Adapter) -> Adapter {
+    let mut c = Adapter::empty(&ad.name, &ad.method, &ad.source, ad.layers.len());
+    c.layers = ad.layers.clone();
+    c
+}
+
+fn loss(model: &Model, ad: &Adapter) -> f64 {
+    let mut g = Grads::zeros_for(ad).unwrap();
+    loss_and_grad(model, ad, &sequence(), &mut g).unwrap() as f64
+}
+
+/// The parameter `i` of the term's trainable tensor `which` (0: A or λ_d, 1: Bᵀ or λ_b).
+fn param(t: &mut Term, which: usize) -> &mut Vec<f32> {
+    match (t, which) {
+        (Term::LowRank(lr), 0) => &mut lr.a,
+        (Term::LowRank(lr), _) => &mut lr.bt,
+        (Term::Vera(v), 0) => &mut v.lambda_d,
+        (Term::Vera(v), _) => &mut v.lambda_b,
+        _ => unreachable!(),
+    }
+}
+
+fn grad(g: &TermGrad, which: usize) -> &[f32] {
+    match (g, which) {
+        (TermGrad::LowRank { da, .. }, 0) => da,
+        (TermGrad::LowRank { dbt, .. }, _) => dbt,
+        (TermGrad::Vera { dlambda_d, .. }, 0) => dlambda_d,
+        (TermGrad::Vera { dlambda_b, .. }, _) => dlambda_b,
+    }
+}
+
+fn check(method: &str, r: usize) {
+    let model = tiny(method);
+    let native = random_native(&model, method, r, 17, false);
+    let ad = native.build(method, &model).unwrap();
+    // The training forward is the inference forward.
+    let seq = sequence();
+    let mut runner = Runner::with_numerics(model.clone(), 1, Numerics::F32);
+    let mut c = runner.new_cache();
+    c.set_adapters(AdapterSet::fixed(&[(Arc::new(copy(&ad)), 1.0)]));
+    let logits = runner.forward(&mut [SeqInput { tokens: &seq.input, cache: &mut c, logits: Logits::All }]).unwrap().to_vec();
+    let nv = model.config.n_vocab;
+    let (mut sum, mut n) = (0f64, 0);
+    for (i, t) in seq.targets.iter().enumerate() {
+        if let Some(t) = t {
+            let row = &logits[i * nv..(i + 1) * nv];
+            let m = row.iter().fold(f32::MIN, |a, &b| a.max(b)) as f64;
+            let lse = m + row.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln();
+            sum += lse - row[*t as usize] as f64;
+            n += 1;
+        }
+    }
+    let mut grads = Grads::zeros_for(&ad).unwrap();
+    let l = loss_and_grad(&model, &ad, &seq, &mut grads).unwrap() as f64;
+    assert!((l - sum / n as f64).abs() < 1e-4 * l, "{method}: training loss {l}, inference loss {}", sum / n as f64);
+    // Gradients against finite differences: in every block and projection, the largest-gradient
+    // element of each trainable tensor and one more.
+    let mut checked = 0;
+    let mut g = Normal::new(3);
+    for l in 0..model.config.n_layer {
+        for kind in LinearKind::ALL {
+            for which in 0..2 {
+                let gv = grad(grads.layers[l][kind as usize].as_ref().unwrap(), which).to_vec();
+                let imax = (0..gv.len()).max_by(|&a, &b| gv[a].abs().total_cmp(&gv[b].abs())).unwrap();
+                let other = ((g.sample().abs() * 1000.0) as usize) % gv.len();
+                for i in [imax, other] {
+                    let h = 1e-2f32;
+                    let mut plus = copy(&ad);
+                    param(plus.layers[l][kind as usize].as_mut().unwrap(), which)[i] += h;
+                    let mut minus = copy(&ad);
+                    param(minus.layers[l][kind as usize].as_mut().unwrap(), which)[i] -= h;
+                    let fd = (loss(&model, &plus) - loss(&model, &minus)) / (2.0 * h as f64);
+                    let an = gv[i] as f64;
+                    assert!((fd - an).abs() <= 2e-3 + 3e-2 * an.abs().max(fd.abs()), "{method} block {l} {kind:?} tensor {which}[{i}]: gradient {an}, finite differences {fd}");
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(checked, model.config.n_layer * 7 * 4);
+    // Not vacuous: the gradients are far above the absolute tolerance.
+    let gmax = grads.layers.iter().flatten().flatten().flat_map(|g| grad(g, 0).iter().chain(grad(g, 1))).fold(0f32, |m, v| m.max(v.abs()));
+    assert!(gmax > 0.05, "{method}: largest gradient {gmax}");
+}
+
+#[test]
+fn lora_gradients_through_the_model() {
+    check("lora", 3);
+}
+
+#[test]
+fn vera_gradients_through_the_model() {
+    check("vera", 8);
+}
