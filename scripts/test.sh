@@ -3,7 +3,6 @@
 #   - libclang (for the bindgen staleness check of csrc/kernels.h against src/kernels/sys.rs),
 #   - the default model (scripts/fetch-model.sh, cached in models/) and the test adapters
 #     (scripts/make-test-adapters.sh),
-#   - valgrind, for the leak check of the adapter churn test,
 #   - cargo test of every unit and integration test (the model tests run the real model).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,8 +37,3 @@ echo "== checking src/kernels/sys.rs against csrc/kernels.h (bindgen)" >&2
 cargo build --quiet --features bindgen
 echo "== cargo test" >&2
 cargo test --all-targets "$@" 2>&1
-echo "== leak check: adapters loaded, swapped, rescaled and unloaded while threads generate (valgrind)" >&2
-command -v valgrind >/dev/null || apt_install valgrind
-bin=$(cargo test --no-run --message-format=json --test adapter_registry 2>/dev/null | sed -n 's/.*"executable":"\([^"]*adapter_registry[^"]*\)".*/\1/p' | tail -1)
-GRAFT_CHURN_CYCLES=10 valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=9 \
-    "$bin" concurrent_generation_while_adapters_churn 2>&1
