@@ -285,6 +285,13 @@ fn attention_backward_matches_finite_differences() {
             }
         }
     }
+    // Longer than one 64-row tile of the kernels: full tiles, a partial tile, keys across tiles.
+    for t in [64, 65, 130] {
+        let s = AttnShape { n_head: 2, n_head_kv: 1, head_dim: 3 };
+        for (name, (a, n)) in ["dq", "dk", "dv"].iter().zip(attention_case(&mut rng, t, s)) {
+            assert_grad(&format!("attention {name} H=2 KV=1 hd=3 T={t}"), &a, &n);
+        }
+    }
 }
 
 #[test]

@@ -5,24 +5,31 @@
 //! served as is. Backwards *add* into every gradient buffer (llm.c's convention; callers zero them
 //! once per step); the gradient of the base product `W0·x` is [`super::ops::linear_backward_dx`].
 
+use crate::kernels::adapter::{self as kad, AdapterKernels};
+
+fn kern() -> &'static AdapterKernels {
+    kad::selected()
+}
+
+/// `out[j, i] = m[i, j]` for a `[rows, cols]` matrix.
+fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0f32; rows * cols];
+    for i in 0..rows {
+        for j in 0..cols {
+            out[j * rows + i] = m[i * cols + j];
+        }
+    }
+    out
+}
+
 /// `ax[i, j] = Σ_k x[i, k]·a[j, k]` (`[t, r]`), then `y[i, o] += s·Σ_j ax[i, j]·bt[j, o]`.
 /// `ax` is kept for the backward pass.
 #[allow(clippy::too_many_arguments)]
 pub fn lowrank_forward(x: &[f32], t: usize, n_in: usize, a: &[f32], bt: &[f32], r: usize, n_out: usize, s: f32, ax: &mut [f32], y: &mut [f32]) {
     assert!(x.len() == t * n_in && a.len() == r * n_in && bt.len() == r * n_out && ax.len() == t * r && y.len() == t * n_out, "lowrank_forward: shapes");
-    for i in 0..t {
-        let xi = &x[i * n_in..(i + 1) * n_in];
-        for j in 0..r {
-            ax[i * r + j] = xi.iter().zip(&a[j * n_in..(j + 1) * n_in]).map(|(p, q)| p * q).sum();
-        }
-        let yi = &mut y[i * n_out..(i + 1) * n_out];
-        for j in 0..r {
-            let c = s * ax[i * r + j];
-            for (yo, b) in yi.iter_mut().zip(&bt[j * n_out..(j + 1) * n_out]) {
-                *yo += c * b;
-            }
-        }
-    }
+    let k = kern();
+    k.down(x, n_in, t, a, n_in, r, n_in, ax, r);
+    k.up(ax, r, t, r, None, bt, n_out, n_out, None, s, y, n_out);
 }
 
 /// Gradients of [`lowrank_forward`] for output gradient `dy` (`[t, n_out]`): with `g = s·dy·B`
@@ -45,39 +52,20 @@ pub fn lowrank_backward(
     dbt: &mut [f32],
 ) {
     assert!(dy.len() == t * n_out && x.len() == t * n_in && ax.len() == t * r && dx.len() == t * n_in && dbt.len() == r * n_out, "lowrank_backward: shapes");
+    let k = kern();
+    // g = s·dy·B, [t, r].
     let mut g = vec![0f32; t * r];
-    for i in 0..t {
-        let dyi = &dy[i * n_out..(i + 1) * n_out];
-        for j in 0..r {
-            let btj = &bt[j * n_out..(j + 1) * n_out];
-            g[i * r + j] = s * dyi.iter().zip(btj).map(|(p, q)| p * q).sum::<f32>();
-            let c = s * ax[i * r + j];
-            for (d, v) in dbt[j * n_out..(j + 1) * n_out].iter_mut().zip(dyi) {
-                *d += c * v;
-            }
-        }
-    }
+    k.down(dy, n_out, t, bt, n_out, r, n_out, &mut g, r);
+    g.iter_mut().for_each(|v| *v *= s);
+    // dBᵀ += s·axᵀ·dy.
+    let axt = transpose(ax, t, r);
+    k.up(&axt, t, r, t, None, dy, n_out, n_out, None, s, dbt, n_out);
     if let Some(da) = da {
         assert_eq!(da.len(), r * n_in, "lowrank_backward: da");
-        for i in 0..t {
-            let xi = &x[i * n_in..(i + 1) * n_in];
-            for j in 0..r {
-                let c = g[i * r + j];
-                for (d, v) in da[j * n_in..(j + 1) * n_in].iter_mut().zip(xi) {
-                    *d += c * v;
-                }
-            }
-        }
+        let gt = transpose(&g, t, r);
+        k.up(&gt, t, r, t, None, x, n_in, n_in, None, 1.0, da, n_in);
     }
-    for i in 0..t {
-        let dxi = &mut dx[i * n_in..(i + 1) * n_in];
-        for j in 0..r {
-            let c = g[i * r + j];
-            for (d, v) in dxi.iter_mut().zip(&a[j * n_in..(j + 1) * n_in]) {
-                *d += c * v;
-            }
-        }
-    }
+    k.up(&g, r, t, r, None, a, n_in, n_in, None, 1.0, dx, n_in);
 }
 
 /// VeRA's shared projections as the training ops read them.
@@ -95,30 +83,65 @@ pub struct VeraProj<'a> {
     pub max_out: usize,
 }
 
+/// `u = Â·x` (`[t, r]`): the part of VeRA's forward that depends only on the layer input, shared
+/// by every projection that reads the same input through the same projections.
+pub fn vera_down(x: &[f32], t: usize, n_in: usize, p: VeraProj, u: &mut [f32]) {
+    assert!(n_in <= p.max_in && x.len() == t * n_in && u.len() == t * p.r, "vera_down: shapes");
+    kern().down(x, n_in, t, p.a, p.max_in, p.r, n_in, u, p.r);
+}
+
+/// The rest of VeRA's forward from `u = Â·x`: `w = B̂·(λ_d ⊙ u)` (`[t, n_out]`, kept), `y += λ_b ⊙ w`.
+#[allow(clippy::too_many_arguments)]
+pub fn vera_up(u: &[f32], t: usize, n_out: usize, p: VeraProj, lambda_d: &[f32], lambda_b: &[f32], w: &mut [f32], y: &mut [f32]) {
+    let r = p.r;
+    assert!(n_out <= p.max_out && lambda_d.len() == r && lambda_b.len() == n_out, "vera_up: shapes");
+    assert!(u.len() == t * r && w.len() == t * n_out && y.len() == t * n_out, "vera_up: buffers");
+    w.fill(0.0);
+    kern().up(u, r, t, r, Some(lambda_d), p.bt, p.max_out, n_out, None, 1.0, w, n_out);
+    for (yi, wi) in y.chunks_exact_mut(n_out).zip(w.chunks_exact(n_out)) {
+        for ((yo, wo), lb) in yi.iter_mut().zip(wi).zip(lambda_b) {
+            *yo += lb * wo;
+        }
+    }
+}
+
 /// `u = Â·x` (`[t, r]`, kept for the backward pass), `w = B̂·(λ_d ⊙ u)` (`[t, n_out]`, kept), then
 /// `y += λ_b ⊙ w`.
 #[allow(clippy::too_many_arguments)]
 pub fn vera_forward(x: &[f32], t: usize, n_in: usize, n_out: usize, p: VeraProj, lambda_d: &[f32], lambda_b: &[f32], u: &mut [f32], w: &mut [f32], y: &mut [f32]) {
+    vera_down(x, t, n_in, p, u);
+    vera_up(u, t, n_out, p, lambda_d, lambda_b, w, y);
+}
+
+/// The output side of [`vera_backward`]: `dλ_b += Σ_i dy ⊙ w`; with `dv = B̂ᵀ·(λ_b ⊙ dy)`,
+/// `dλ_d += Σ_i dv ⊙ u` and `dz += λ_d ⊙ dv` (`[t, r]`), the gradient reaching `u = Â·x`. Projections
+/// sharing one input sum their `dz` and take one [`vera_backward_down`].
+#[allow(clippy::too_many_arguments)]
+pub fn vera_backward_up(dy: &[f32], u: &[f32], w: &[f32], t: usize, n_out: usize, p: VeraProj, lambda_d: &[f32], lambda_b: &[f32], dz: &mut [f32], dlambda_d: &mut [f32], dlambda_b: &mut [f32]) {
     let r = p.r;
-    assert!(n_in <= p.max_in && n_out <= p.max_out && lambda_d.len() == r && lambda_b.len() == n_out, "vera_forward: shapes");
-    assert!(x.len() == t * n_in && u.len() == t * r && w.len() == t * n_out && y.len() == t * n_out, "vera_forward: buffers");
-    for i in 0..t {
-        let xi = &x[i * n_in..(i + 1) * n_in];
-        for j in 0..r {
-            u[i * r + j] = xi.iter().zip(&p.a[j * p.max_in..j * p.max_in + n_in]).map(|(a, b)| a * b).sum();
-        }
-        let wi = &mut w[i * n_out..(i + 1) * n_out];
-        wi.iter_mut().for_each(|v| *v = 0.0);
-        for j in 0..r {
-            let c = lambda_d[j] * u[i * r + j];
-            for (wo, b) in wi.iter_mut().zip(&p.bt[j * p.max_out..j * p.max_out + n_out]) {
-                *wo += c * b;
-            }
-        }
-        for ((yo, wo), lb) in y[i * n_out..(i + 1) * n_out].iter_mut().zip(wi.iter()).zip(lambda_b) {
-            *yo += lb * wo;
+    assert!(dy.len() == t * n_out && u.len() == t * r && w.len() == t * n_out && dz.len() == t * r, "vera_backward: buffers");
+    assert!(dlambda_d.len() == r && dlambda_b.len() == n_out && lambda_d.len() == r && lambda_b.len() == n_out, "vera_backward: lambdas");
+    let mut g = vec![0f32; t * n_out];
+    for ((gi, dyi), wi) in g.chunks_exact_mut(n_out).zip(dy.chunks_exact(n_out)).zip(w.chunks_exact(n_out)) {
+        for ((((go, dv), wv), lb), d) in gi.iter_mut().zip(dyi).zip(wi).zip(lambda_b).zip(dlambda_b.iter_mut()) {
+            *d += dv * wv;
+            *go = lb * dv;
         }
     }
+    let mut dv = vec![0f32; t * r];
+    kern().down(&g, n_out, t, p.bt, p.max_out, r, n_out, &mut dv, r);
+    for ((dvi, ui), dzi) in dv.chunks_exact(r).zip(u.chunks_exact(r)).zip(dz.chunks_exact_mut(r)) {
+        for ((((v, uu), dd), z), ld) in dvi.iter().zip(ui).zip(dlambda_d.iter_mut()).zip(dzi.iter_mut()).zip(lambda_d) {
+            *dd += v * uu;
+            *z += ld * v;
+        }
+    }
+}
+
+/// The input side of [`vera_backward`]: `dx += dz·Â`.
+pub fn vera_backward_down(dz: &[f32], t: usize, n_in: usize, p: VeraProj, dx: &mut [f32]) {
+    assert!(n_in <= p.max_in && dz.len() == t * p.r && dx.len() == t * n_in, "vera_backward_down: shapes");
+    kern().up(dz, p.r, t, p.r, None, p.a, p.max_in, n_in, None, 1.0, dx, n_in);
 }
 
 /// Gradients of [`vera_forward`]: `dλ_b += Σ_i dy ⊙ w`; with `g = λ_b ⊙ dy` and `dv = B̂ᵀ·g`,
@@ -138,24 +161,8 @@ pub fn vera_backward(
     dlambda_d: &mut [f32],
     dlambda_b: &mut [f32],
 ) {
-    let r = p.r;
-    assert!(dy.len() == t * n_out && u.len() == t * r && w.len() == t * n_out && dx.len() == t * n_in, "vera_backward: buffers");
-    assert!(dlambda_d.len() == r && dlambda_b.len() == n_out && lambda_d.len() == r && lambda_b.len() == n_out, "vera_backward: lambdas");
-    let mut g = vec![0f32; n_out];
-    for i in 0..t {
-        let dyi = &dy[i * n_out..(i + 1) * n_out];
-        for (((d, gy), (dv, wv)), lb) in dlambda_b.iter_mut().zip(g.iter_mut()).zip(dyi.iter().zip(&w[i * n_out..(i + 1) * n_out])).zip(lambda_b) {
-            *d += dv * wv;
-            *gy = lb * dv;
-        }
-        let dxi = &mut dx[i * n_in..(i + 1) * n_in];
-        for j in 0..r {
-            let dv: f32 = g.iter().zip(&p.bt[j * p.max_out..j * p.max_out + n_out]).map(|(a, b)| a * b).sum();
-            dlambda_d[j] += dv * u[i * r + j];
-            let c = lambda_d[j] * dv;
-            for (d, a) in dxi.iter_mut().zip(&p.a[j * p.max_in..j * p.max_in + n_in]) {
-                *d += c * a;
-            }
-        }
-    }
+    assert!(dx.len() == t * n_in, "vera_backward: buffers");
+    let mut dz = vec![0f32; t * p.r];
+    vera_backward_up(dy, u, w, t, n_out, p, lambda_d, lambda_b, &mut dz, dlambda_d, dlambda_b);
+    vera_backward_down(&dz, t, n_in, p, dx);
 }

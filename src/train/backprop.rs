@@ -6,6 +6,7 @@
 //! reference that the fast training path will be held to.
 use super::adapter_grad::{lowrank_backward, lowrank_forward, vera_backward, vera_forward, VeraProj};
 use super::data::Sequence;
+use super::matmul;
 use super::ops::{self, AttnShape, Rope};
 use crate::adapter::{Adapter, Term};
 use crate::kernels::{ops as kops, quant};
@@ -67,7 +68,7 @@ struct LinearSave {
 /// `y = x·Wᵀ + adapter(x)` for `t` rows, keeping what the backward pass needs.
 fn linear_forward(model: &Model, w: &Linear, term: Option<&Term>, x: &[f32], t: usize) -> Result<(Vec<f32>, LinearSave)> {
     let mut y = vec![0f32; t * w.n_out];
-    quant::selected().gemm_f32(w.ty, w.n_in, model.bytes(w), w.n_out, x, t, &mut y, w.n_out)?;
+    matmul::forward(w, model.bytes(w), x, t, &mut y)?;
     let (mut ad1, mut ad2) = (Vec::new(), Vec::new());
     match term {
         None => {}
@@ -91,7 +92,7 @@ fn linear_forward(model: &Model, w: &Linear, term: Option<&Term>, x: &[f32], t: 
 /// parameter gradients are added to `g`.
 #[allow(clippy::too_many_arguments)]
 fn linear_backward(model: &Model, w: &Linear, term: Option<&Term>, s: &LinearSave, dy: &[f32], t: usize, dx: &mut [f32], g: Option<&mut TermGrad>) -> Result<()> {
-    ops::linear_backward_dx_for(w, model.bytes(w), dy, dx)?;
+    matmul::backward_dx(w, model.bytes(w), dy, t, dx)?;
     match (term, g) {
         (None, _) => {}
         (Some(Term::LowRank(lr)), Some(TermGrad::LowRank { da, dbt })) => {
@@ -198,7 +199,7 @@ pub fn loss_and_grad(model: &Model, ad: &Adapter, seq: &Sequence, grads: &mut Gr
     let out_w = &model.weights.output;
     let nv = cfg.n_vocab;
     let mut logits = vec![0f32; t * nv];
-    kq.gemm_f32(out_w.ty, d, model.bytes(out_w), nv, &hf, t, &mut logits, nv)?;
+    matmul::forward(out_w, model.bytes(out_w), &hf, t, &mut logits)?;
     let mut losses = vec![0f32; t];
     let loss = ops::cross_entropy_forward(&logits, &seq.targets, &mut losses);
     // Backward.
@@ -206,7 +207,7 @@ pub fn loss_and_grad(model: &Model, ad: &Adapter, seq: &Sequence, grads: &mut Gr
     ops::cross_entropy_backward(&logits, &seq.targets, &mut dlogits);
     drop(logits);
     let mut dhf = vec![0f32; t * d];
-    ops::linear_backward_dx_for(out_w, model.bytes(out_w), &dlogits, &mut dhf)?;
+    matmul::backward_dx(out_w, model.bytes(out_w), &dlogits, t, &mut dhf)?;
     drop(dlogits);
     let mut dx = vec![0f32; t * d];
     ops::rmsnorm_backward(&dhf, &x, &model.weights.output_norm, &rstdf, &mut dx);

@@ -11,5 +11,6 @@
 pub mod adapter_grad;
 pub mod backprop;
 pub mod data;
+pub mod matmul;
 pub mod ops;
 pub mod optim;

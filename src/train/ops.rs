@@ -154,6 +154,19 @@ impl AttnShape {
     }
 }
 
+/// Query rows per tile of the attention kernels: each tile computes its scores against keys
+/// `0..i1` (the causal prefix of its last row) with the register-tiled f32 kernels.
+const ATT_TILE: usize = 64;
+
+/// `out[j, i] = m[i, j]` for the `rows × cols` block of `m` (row stride `ld`).
+fn transpose_block(m: &[f32], ld: usize, rows: usize, cols: usize, out: &mut [f32]) {
+    for i in 0..rows {
+        for j in 0..cols {
+            out[j * rows + i] = m[i * ld + j];
+        }
+    }
+}
+
 /// Causal attention forward for one sequence (positions `0..T`), scale `1/sqrt(head_dim)`.
 ///
 /// `q`: `[T, n_head·hd]`; `k`, `v`: `[T, n_head_kv·hd]`; `att_probs`: `[n_head, T, T]`, written
@@ -165,35 +178,34 @@ pub fn attention_forward(q: &[f32], k: &[f32], v: &[f32], s: AttnShape, att_prob
     let (hd, qd, kvd) = (s.head_dim, s.n_head * s.head_dim, s.n_head_kv * s.head_dim);
     let group = s.n_head / s.n_head_kv;
     let scale = 1.0 / (hd as f32).sqrt();
+    let ka = crate::kernels::adapter::selected();
     out.fill(0.0);
     for h in 0..s.n_head {
         let kh = (h / group) * hd;
-        for t in 0..t_len {
-            let qh = &q[t * qd + h * hd..][..hd];
-            let p = &mut att_probs[(h * t_len + t) * t_len..][..t_len];
-            let mut mx = f32::NEG_INFINITY;
-            for (j, pj) in p.iter_mut().enumerate().take(t + 1) {
-                let kj = &k[j * kvd + kh..][..hd];
-                *pj = qh.iter().zip(kj).map(|(a, b)| a * b).sum::<f32>() * scale;
-                mx = mx.max(*pj);
-            }
-            let mut sum = 0f64;
-            for pj in &mut p[..=t] {
-                *pj = (*pj - mx).exp();
-                sum += *pj as f64;
-            }
-            let inv = (1.0 / sum) as f32;
-            for pj in &mut p[..=t] {
-                *pj *= inv;
-            }
-            p[t + 1..].fill(0.0);
-            let o = &mut out[t * qd + h * hd..][..hd];
-            for (j, &pj) in p[..=t].iter().enumerate() {
-                let vj = &v[j * kvd + kh..][..hd];
-                for (oi, &vi) in o.iter_mut().zip(vj) {
-                    *oi += pj * vi;
+        let ph = &mut att_probs[h * t_len * t_len..][..t_len * t_len];
+        for i0 in (0..t_len).step_by(ATT_TILE) {
+            let (rows, i1) = (ATT_TILE.min(t_len - i0), (i0 + ATT_TILE).min(t_len));
+            // Scores of rows i0..i1 against keys 0..i1.
+            ka.down(&q[i0 * qd + h * hd..], qd, rows, &k[kh..], kvd, i1, hd, &mut ph[i0 * t_len..], t_len);
+            for t in i0..i1 {
+                let p = &mut ph[t * t_len..][..t_len];
+                let mut mx = f32::NEG_INFINITY;
+                for pj in &mut p[..=t] {
+                    *pj *= scale;
+                    mx = mx.max(*pj);
                 }
+                let mut sum = 0f64;
+                for pj in &mut p[..=t] {
+                    *pj = (*pj - mx).exp();
+                    sum += *pj as f64;
+                }
+                let inv = (1.0 / sum) as f32;
+                for pj in &mut p[..=t] {
+                    *pj *= inv;
+                }
+                p[t + 1..].fill(0.0);
             }
+            ka.up(&ph[i0 * t_len..], t_len, rows, i1, None, &v[kh..], kvd, hd, None, 1.0, &mut out[i0 * qd + h * hd..], qd);
         }
     }
 }
@@ -219,38 +231,36 @@ pub fn attention_backward(
     let (hd, qd, kvd) = (s.head_dim, s.n_head * s.head_dim, s.n_head_kv * s.head_dim);
     let group = s.n_head / s.n_head_kv;
     let scale = 1.0 / (hd as f32).sqrt();
-    let mut dp = vec![0f32; t_len];
+    let ka = crate::kernels::adapter::selected();
+    let tile = ATT_TILE.min(t_len);
+    let mut ds = vec![0f32; tile * t_len];
+    let mut tr = vec![0f32; tile * t_len];
     for h in 0..s.n_head {
         let kh = (h / group) * hd;
-        for t in 0..t_len {
-            let p = &att_probs[(h * t_len + t) * t_len..][..t + 1];
-            let go = &dout[t * qd + h * hd..][..hd];
-            // dp_j = dout·v_j; dv_j += p_j·dout.
-            let mut pdp = 0f64;
-            for (j, &pj) in p.iter().enumerate() {
-                let vj = &v[j * kvd + kh..][..hd];
-                dp[j] = go.iter().zip(vj).map(|(a, b)| a * b).sum();
-                pdp += (pj * dp[j]) as f64;
-                let dvj = &mut dv[j * kvd + kh..][..hd];
-                for (d, &g) in dvj.iter_mut().zip(go) {
-                    *d += pj * g;
+        let ph = &att_probs[h * t_len * t_len..][..t_len * t_len];
+        for i0 in (0..t_len).step_by(ATT_TILE) {
+            let (rows, i1) = (ATT_TILE.min(t_len - i0), (i0 + ATT_TILE).min(t_len));
+            let p = &ph[i0 * t_len..];
+            // dv[0..i1] += Pᵀ·dout.
+            transpose_block(p, t_len, rows, i1, &mut tr);
+            ka.up(&tr, rows, i1, rows, None, &dout[i0 * qd + h * hd..], qd, hd, None, 1.0, &mut dv[kh..], kvd);
+            // dP = dout·Vᵀ, then the softmax backward ds = p·(dp − Σ p·dp), scaled.
+            ka.down(&dout[i0 * qd + h * hd..], qd, rows, &v[kh..], kvd, i1, hd, &mut ds, i1);
+            for r in 0..rows {
+                let t = i0 + r;
+                let pr = &p[r * t_len..][..=t];
+                let dr = &mut ds[r * i1..][..i1];
+                let pdp: f64 = pr.iter().zip(dr.iter()).map(|(&a, &b)| (a * b) as f64).sum();
+                let pdp = pdp as f32;
+                for (d, &pj) in dr[..=t].iter_mut().zip(pr) {
+                    *d = pj * (*d - pdp) * scale;
                 }
+                dr[t + 1..].fill(0.0);
             }
-            // Softmax backward: ds_j = p_j·(dp_j − Σ p·dp), then through the scaled dot product.
-            let pdp = pdp as f32;
-            let qh = &q[t * qd + h * hd..][..hd];
-            for (j, &pj) in p.iter().enumerate() {
-                let ds = pj * (dp[j] - pdp) * scale;
-                let kj = &k[j * kvd + kh..][..hd];
-                let dqh = &mut dq[t * qd + h * hd..][..hd];
-                for (d, &kv) in dqh.iter_mut().zip(kj) {
-                    *d += ds * kv;
-                }
-                let dkj = &mut dk[j * kvd + kh..][..hd];
-                for (d, &qv) in dkj.iter_mut().zip(qh) {
-                    *d += ds * qv;
-                }
-            }
+            // dq[i0..i1] += ds·K; dk[0..i1] += dsᵀ·Q.
+            ka.up(&ds, i1, rows, i1, None, &k[kh..], kvd, hd, None, 1.0, &mut dq[i0 * qd + h * hd..], qd);
+            transpose_block(&ds, i1, rows, i1, &mut tr);
+            ka.up(&tr, rows, i1, rows, None, &q[i0 * qd + h * hd..], qd, hd, None, 1.0, &mut dk[kh..], kvd);
         }
     }
 }
