@@ -6,7 +6,7 @@ use adapters_common::random_native;
 use graft::adapter::{Adapter, AdapterSet, Term};
 use graft::model::tiny::{write_tiny_llama, Normal, TinySpec};
 use graft::model::{LinearKind, Logits, Model, Numerics, Runner, SeqInput};
-use graft::train::backprop::{loss_and_grad, Grads, TermGrad};
+use graft::train::backprop::{loss_and_grad, sequence_pass, Grads, PassOptions, TermGrad};
 use graft::train::data::Sequence;
 use std::sync::Arc;
 
@@ -79,6 +79,27 @@ fn check(method: &str, r: usize) {
     let mut grads = Grads::zeros_for(&ad).unwrap();
     let l = loss_and_grad(&model, &ad, &seq, &mut grads).unwrap() as f64;
     assert!((l - sum / n as f64).abs() < 1e-4 * l, "{method}: training loss {l}, inference loss {}", sum / n as f64);
+    // Activation checkpointing recomputes the same activations: identical loss and gradients.
+    let mut ck = Grads::zeros_for(&ad).unwrap();
+    let r = sequence_pass(&model, &ad, &seq, &mut ck, PassOptions { checkpoint: true, grad_scale: 1.0 / n as f32 }).unwrap();
+    assert_eq!(r.n_targets, n);
+    assert_eq!((r.loss_sum / n as f64) as f32, l as f32, "{method}: checkpointed loss");
+    assert!(ck == grads, "{method}: checkpointed gradients differ");
+    // grad_scale scales the gradient, and the frozen-A gradients skip dA but keep dBᵀ.
+    let mut half = Grads::zeros_with(&ad, method != "lora").unwrap();
+    sequence_pass(&model, &ad, &seq, &mut half, PassOptions { checkpoint: false, grad_scale: 0.5 / n as f32 }).unwrap();
+    for (a, b) in half.layers.iter().flatten().flatten().zip(grads.layers.iter().flatten().flatten()) {
+        for which in 0..2 {
+            let (ga, gb) = (grad(a, which), grad(b, which));
+            if method != "lora" && which == 0 && matches!(a, TermGrad::LowRank { .. }) {
+                assert!(ga.is_empty());
+                continue;
+            }
+            for (x, y) in ga.iter().zip(gb) {
+                assert!((x - 0.5 * y).abs() <= 1e-6 + 1e-5 * y.abs(), "{method}: scaled gradient {x} vs {y}/2");
+            }
+        }
+    }
     // Gradients against finite differences: in every block and projection, the largest-gradient
     // element of each trainable tensor and one more.
     let mut checked = 0;

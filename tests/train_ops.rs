@@ -455,3 +455,27 @@ fn linear_backward_dx_checks_shapes() {
     assert!(linear_backward_dx(QuantType::Q8_0, n_in, n_out, &w, &dy, &mut dx).is_ok());
     assert!(dx.iter().all(|&x| (x - 1.5).abs() < 1e-2), "each dx = Σ_r 1·0.5");
 }
+
+#[test]
+fn fused_cross_entropy_equals_forward_and_backward() {
+    let mut rng = Rng(77);
+    let (t, v) = (7, 13);
+    let logits = rng.vec(t * v, 30.0);
+    let targets: Vec<Option<u32>> = (0..t).map(|i| if i % 3 == 1 { None } else { Some(((i * 5) % v) as u32) }).collect();
+    let mut losses = vec![0f32; t];
+    let mean = cross_entropy_forward(&logits, &targets, &mut losses);
+    let mut dl = vec![0f32; t * v];
+    cross_entropy_backward(&logits, &targets, &mut dl);
+    let n = targets.iter().flatten().count();
+    // In two chunks of rows, with the whole sequence's 1/n.
+    let mut fused = logits.clone();
+    let (a, b) = fused.split_at_mut(3 * v);
+    let sum = cross_entropy_fused(a, &targets[..3], 1.0 / n as f32) + cross_entropy_fused(b, &targets[3..], 1.0 / n as f32);
+    assert!((sum / n as f64 - mean as f64).abs() < 1e-5, "loss {} vs {mean}", sum / n as f64);
+    assert!(rel_err(&fused, &to64(&dl)) < 1e-5);
+    // Logits far below the maximum: the loss stays finite (no underflow to log(0)).
+    let mut far = vec![0f32; v];
+    far[0] = 200.0;
+    let l = cross_entropy_fused(&mut far, &[Some(1)], 1.0);
+    assert!((l - 200.0).abs() < 1e-3, "{l}");
+}

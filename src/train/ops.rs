@@ -321,6 +321,35 @@ pub fn cross_entropy_backward(logits: &[f32], targets: &[Option<u32>], dlogits: 
     }
 }
 
+/// Cross-entropy of a chunk of rows, fused: returns `Σ losses` over the rows with a target and
+/// overwrites `logits` with the gradient of `scale · Σ losses` (`scale·(softmax − onehot)`; masked
+/// rows get zeros). The chunked form of [`cross_entropy_forward`] + [`cross_entropy_backward`]
+/// (with `scale = 1 / n_unmasked` of the whole sequence they agree).
+pub fn cross_entropy_fused(logits: &mut [f32], targets: &[Option<u32>], scale: f32) -> f64 {
+    let v = ce_check("cross_entropy_fused", logits.len(), targets);
+    let mut total = 0f64;
+    for (row, tg) in logits.chunks_exact_mut(v).zip(targets) {
+        let Some(tg) = *tg else {
+            row.fill(0.0);
+            continue;
+        };
+        assert!((tg as usize) < v, "cross_entropy_fused: target {tg} >= vocabulary {v}");
+        let mx = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+        let zt = (row[tg as usize] - mx) as f64;
+        let mut se = 0f64;
+        for x in row.iter_mut() {
+            let e = (*x - mx).exp();
+            se += e as f64;
+            *x = e;
+        }
+        total += se.ln() - zt;
+        let k = (scale as f64 / se) as f32;
+        row.iter_mut().for_each(|x| *x *= k);
+        row[tg as usize] -= scale;
+    }
+    total
+}
+
 /// Gradient to the input of a frozen linear layer `y = x·Wᵀ`: `dx += dy·W`, through the selected
 /// ISA's quantized `gemm_dx` kernel ([`crate::kernels::quant::QuantKernels::gemm_dx`]).
 ///
