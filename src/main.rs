@@ -1,4 +1,6 @@
-//! The `graft` command line: run, perplexity, bench, inspect.
+//! The `graft` command line: run, perplexity, bench, inspect, swap, export, merge, train.
+#[path = "cli/train.rs"]
+mod train_cmd;
 use clap::{Parser, Subcommand};
 use graft::adapter::{self, Registry};
 use graft::model::generate::{generate, perplexity};
@@ -140,6 +142,13 @@ enum Cmd {
         #[arg(long = "rounds", default_value_t = 2)]
         rounds: usize,
     },
+    /// Trains an adapter over the frozen quantized model on the CPU.
+    Train {
+        #[command(flatten)]
+        m: ModelArgs,
+        #[command(flatten)]
+        t: train_cmd::TrainArgs,
+    },
     /// Folds adapters into a copy of the model (re-quantizing quantized weights; K-quants to Q8_0).
     Merge {
         #[command(flatten)]
@@ -243,6 +252,15 @@ fn median(v: &mut [f64]) -> f64 {
 
 fn run(cli: Cli) -> Result<(), String> {
     match cli.cmd {
+        Cmd::Train { m, t } => {
+            if !m.adapters.is_empty() {
+                return Err("graft train: -a is not supported (training starts a new adapter; use --resume to continue one)".into());
+            }
+            let (model, runner) = load(&m)?;
+            let threads = runner.threads();
+            drop(runner);
+            train_cmd::run(model, threads, t)?;
+        }
         Cmd::Run { m, prompt, n, temp, top_p, seed } => {
             let (model, mut runner) = load(&m)?;
             let ids = model.tokenizer.encode(&prompt, true, true);

@@ -24,7 +24,7 @@ pub use registry::Registry;
 pub use term::{Dora, LowRank, Term, Vera, VeraShared};
 
 /// An adapter: per block, an optional runtime term for each of the seven projections.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Adapter {
     /// A short name (the file stem unless given).
     pub name: String,

@@ -180,8 +180,14 @@ fn shared_key(sh: &std::sync::Arc<crate::adapter::term::VeraShared>) -> usize {
     std::sync::Arc::as_ptr(sh) as usize
 }
 
+/// Called in the backward pass for every projection with its input `x` `[T, n_in]` and output
+/// gradient `dy` `[T, n_out]` (`block, projection, x, dy, T`): what a base weight's gradient
+/// `Σ dyᵀ·x` needs (LoRA-SB's initialisation).
+pub type WeightGradHook<'h> = &'h (dyn Fn(usize, LinearKind, &[f32], &[f32], usize) + Sync);
+
 /// The shapes and helpers one pass shares.
 struct Ctx<'a> {
+    hook: Option<WeightGradHook<'a>>,
     model: &'a Model,
     ad: &'a Adapter,
     t: usize,
@@ -243,6 +249,9 @@ impl Ctx<'_> {
         let mut projs: Vec<(usize, VeraProj, usize)> = Vec::new();
         for (&kind, dy) in GROUPS[g].iter().zip(dys) {
             let w = blk.linear(kind);
+            if let Some(h) = self.hook {
+                h(l, kind, x, dy, t);
+            }
             matmul::backward_dx(w, self.model.bytes(w), dy, t, dx)?;
             let ls = &save.lin[kind as usize];
             match (self.term(l, kind), gl[kind as usize].as_mut()) {
@@ -358,6 +367,11 @@ pub fn loss_and_grad(model: &Model, ad: &Adapter, seq: &Sequence, grads: &mut Gr
 /// Loss of `seq` under `model` + `ad` (scale 1) and the gradient of `opts.grad_scale · Σ losses`
 /// with respect to every adapter term, added into `grads`.
 pub fn sequence_pass(model: &Model, ad: &Adapter, seq: &Sequence, grads: &mut Grads, opts: PassOptions) -> Result<PassResult> {
+    sequence_pass_hooked(model, ad, seq, grads, opts, None)
+}
+
+/// [`sequence_pass`], calling `hook` with every projection's input and output gradient.
+pub fn sequence_pass_hooked(model: &Model, ad: &Adapter, seq: &Sequence, grads: &mut Grads, opts: PassOptions, hook: Option<WeightGradHook<'_>>) -> Result<PassResult> {
     let cfg = &model.config;
     let (d, t) = (cfg.n_embd, seq.input.len());
     if t == 0 || seq.targets.len() != t {
@@ -369,6 +383,7 @@ pub fn sequence_pass(model: &Model, ad: &Adapter, seq: &Sequence, grads: &mut Gr
     let kq = quant::selected();
     let rope_q = Rope { n_heads: cfg.n_head, head_dim: cfg.head_dim, n_rot: cfg.n_rot, freq_base: cfg.rope_base, neox: cfg.rope_neox };
     let ctx = Ctx {
+        hook,
         model,
         ad,
         t,

@@ -14,3 +14,5 @@ pub mod data;
 pub mod matmul;
 pub mod ops;
 pub mod optim;
+pub mod trainable;
+pub mod trainer;

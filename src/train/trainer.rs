@@ -1,0 +1,463 @@
+//! The training loop: batches drawn from the packed data in a seeded order, one
+//! [`super::backprop::sequence_pass`] per sequence with the batch's sequences spread over threads
+//! (each thread sums its own gradients; the sums are added in thread order, so a run is
+//! deterministic for a given thread count), AdamW with accumulation, an eval loss on held-out
+//! sequences, and crash-safe checkpoints.
+//!
+//! A checkpoint is one safetensors file written atomically (temp file, fsync, rename): the
+//! adapter's tensors in graft's form (`adapter.<name>`), the optimizer's moments (`adam.m.<i>`,
+//! `adam.v.<i>`), and in its metadata the step, the data position (epoch and cursor; the order
+//! of an epoch is a seeded shuffle, so that is all the data RNG state there is), the training
+//! settings and a hash of the training data. Resuming from it continues exactly as the
+//! uninterrupted run would (same losses, bit for bit, with the same thread count).
+use super::backprop::{activation_bytes, sequence_pass, Grads, PassOptions};
+use super::data::Sequence;
+use super::optim::{AdamW, AdamWConfig};
+use super::trainable::{Method, TrainSpec, Trainable};
+use crate::adapter::graft_format;
+use crate::adapter::native::NativeAdapter;
+use crate::adapter::rng::Mt19937;
+use crate::adapter::AdapterSet;
+use crate::format::safetensors::SafeTensorsFile;
+use crate::model::{LinearKind, Logits, Model, Numerics, Runner, SeqInput};
+use crate::{Error, Result};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+/// The `format` metadata value of a checkpoint file.
+pub const CHECKPOINT_FORMAT: &str = "graft-train-checkpoint";
+
+/// How to train.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    /// Sequences per micro-batch (spread over the threads).
+    pub batch: usize,
+    /// Micro-batches whose gradients are summed before each optimizer step.
+    pub accum: usize,
+    /// Optimizer steps.
+    pub steps: u64,
+    /// Threads (each runs whole sequences).
+    pub threads: usize,
+    /// Recompute each block's activations in the backward pass instead of keeping them.
+    pub checkpoint_activations: bool,
+    /// AdamW and its schedule.
+    pub optim: AdamWConfig,
+    /// Seed of the data order.
+    pub seed: u64,
+}
+
+/// What one optimizer step did.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepReport {
+    /// Steps done after this one.
+    pub step: u64,
+    /// Mean token loss of the step's batches.
+    pub loss: f64,
+    /// Gradient norm before clipping.
+    pub grad_norm: f32,
+    /// Learning rate used.
+    pub lr: f32,
+    /// Input tokens processed.
+    pub tokens: usize,
+}
+
+/// A training run.
+pub struct Trainer {
+    model: Arc<Model>,
+    /// The adapter being trained.
+    pub trainable: Trainable,
+    opt: AdamW,
+    /// Settings.
+    pub cfg: TrainConfig,
+    train: Vec<Sequence>,
+    eval: Vec<Sequence>,
+    epoch: u64,
+    cursor: usize,
+    order: Vec<usize>,
+    data_hash: u64,
+}
+
+/// FNV-1a over the sequences' tokens and targets: ties a checkpoint to its data.
+fn data_hash(seqs: &[Sequence]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    let mut eat = |v: u64| {
+        for b in v.to_le_bytes() {
+            h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+    };
+    for s in seqs {
+        eat(s.input.len() as u64);
+        for (&i, t) in s.input.iter().zip(&s.targets) {
+            eat(i as u64);
+            eat(t.map_or(u64::MAX, |t| t as u64));
+        }
+    }
+    h
+}
+
+/// The order of epoch `epoch`: a Fisher–Yates shuffle seeded by `seed` and the epoch.
+fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
+    let mut rng = Mt19937::new((seed ^ epoch.wrapping_mul(0x9e37_79b9_7f4a_7c15)) as u32 ^ (epoch as u32).wrapping_mul(2_654_435_761));
+    let mut v: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let j = (rng.next_u32() as u64 * (i as u64 + 1) >> 32) as usize;
+        v.swap(i, j);
+    }
+    v
+}
+
+/// Bytes a run needs at its peak, estimated: the mapped model, the trained tensors with their
+/// optimizer moments and per-thread gradients, frozen adapter factors, and each thread's
+/// activations for one sequence of `seq_len`.
+pub fn memory_estimate(model: &Model, spec: &TrainSpec, seq_len: usize, threads: usize, checkpoint: bool) -> usize {
+    let cfg = &model.config;
+    let blk = &model.weights.blocks[0];
+    let r = spec.rank;
+    let (mut params, mut frozen) = (0usize, 0usize);
+    for &k in &spec.targets {
+        let w = blk.linear(k);
+        let (ni, no) = (w.n_in, w.n_out);
+        let (p, f) = match spec.method {
+            Method::Lora => (r * (ni + no), 0),
+            Method::FfaLora => (r * no, r * ni),
+            Method::Vera => (r + no, no),
+            Method::Loldu => (r, r * (ni + 2 * no)),
+            Method::LoraXs | Method::LoraSb => (r * r, r * (ni + 3 * no)),
+        };
+        params += p;
+        frozen += f;
+    }
+    params *= cfg.n_layer;
+    frozen *= cfg.n_layer;
+    if spec.method == Method::Vera {
+        let max_in = spec.targets.iter().map(|&k| blk.linear(k).n_in).max().unwrap_or(0);
+        let max_out = spec.targets.iter().map(|&k| blk.linear(k).n_out).max().unwrap_or(0);
+        frozen += r * (max_in + max_out);
+    }
+    // Parameters, two moments, per-thread gradients (term form, about the parameters' size), the
+    // summed gradients and their per-tensor copy for the optimizer.
+    let state = 4 * (params * (3 + threads + 2) + frozen);
+    let act = activation_bytes(cfg, seq_len, spec.method == Method::Vera, r, checkpoint);
+    model.file_bytes() + state + threads * act + (48 << 20)
+}
+
+/// Chooses activation checkpointing for `max_bytes` (`None`: no limit, keep activations):
+/// without checkpointing if that fits, else with it; an error with the estimate when neither fits.
+pub fn plan_memory(model: &Model, spec: &TrainSpec, seq_len: usize, threads: usize, max_bytes: Option<usize>) -> Result<bool> {
+    let Some(max) = max_bytes else { return Ok(false) };
+    if memory_estimate(model, spec, seq_len, threads, false) <= max {
+        return Ok(false);
+    }
+    let with = memory_estimate(model, spec, seq_len, threads, true);
+    if with <= max {
+        return Ok(true);
+    }
+    Err(Error::invalid(
+        "train",
+        format!(
+            "needs about {} MiB with activation checkpointing ({} threads x {} tokens), over --max-memory {} MiB; lower --seq, -t or the rank",
+            with >> 20,
+            threads,
+            seq_len,
+            max >> 20
+        ),
+    ))
+}
+
+/// The summed base-weight gradients LoRA-SB initialises from: `Σ ∇W (mean loss of each batch)`
+/// over `batches` of the training data, `[n_out, n_in]` per targeted projection.
+pub fn lora_sb_gradients(model: &Model, targets: &[LinearKind], batches: &[&[Sequence]], threads: usize) -> Result<Vec<Vec<Option<Vec<f32>>>>> {
+    use std::sync::Mutex;
+    let cfg = &model.config;
+    let acc: Vec<Vec<Option<Mutex<Vec<f32>>>>> = (0..cfg.n_layer)
+        .map(|l| {
+            LinearKind::ALL
+                .iter()
+                .map(|&k| {
+                    let w = model.weights.blocks[l].linear(k);
+                    targets.contains(&k).then(|| Mutex::new(vec![0f32; w.n_in * w.n_out]))
+                })
+                .collect()
+        })
+        .collect();
+    let empty = crate::adapter::Adapter::empty("none", "none", "none", cfg.n_layer);
+    let ka = crate::kernels::adapter::selected();
+    let hook = |l: usize, k: LinearKind, x: &[f32], dy: &[f32], t: usize| {
+        let Some(g) = &acc[l][k as usize] else { return };
+        let w = model.weights.blocks[l].linear(k);
+        let (ni, no) = (w.n_in, w.n_out);
+        // G[o, i] += Σ_t dy[t, o]·x[t, i].
+        let mut dyt = vec![0f32; no * t];
+        for r in 0..t {
+            for o in 0..no {
+                dyt[o * t + r] = dy[r * no + o];
+            }
+        }
+        let mut g = g.lock().unwrap_or_else(|e| e.into_inner());
+        ka.up(&dyt, t, no, t, None, x, ni, ni, None, 1.0, &mut g, ni);
+    };
+    for batch in batches {
+        let n: usize = batch.iter().map(|s| s.targets.iter().filter(|t| t.is_some()).count()).sum();
+        let scale = 1.0 / n.max(1) as f32;
+        let chunks: Vec<Vec<&Sequence>> = (0..threads.max(1)).map(|i| batch.iter().skip(i).step_by(threads.max(1)).collect()).collect();
+        std::thread::scope(|sc| -> Result<()> {
+            let hs: Vec<_> = chunks
+                .iter()
+                .map(|ch| {
+                    let (empty, hook) = (&empty, &hook);
+                    sc.spawn(move || -> Result<()> {
+                        let mut g = Grads::zeros_for(empty)?;
+                        for s in ch {
+                            super::backprop::sequence_pass_hooked(model, empty, s, &mut g, PassOptions { checkpoint: true, grad_scale: scale }, Some(hook))?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            for h in hs {
+                h.join().map_err(|_| Error::invalid("train", "a LoRA-SB gradient thread panicked"))??;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(acc.into_iter().map(|b| b.into_iter().map(|m| m.map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))).collect()).collect())
+}
+
+impl Trainer {
+    /// A run from step 0.
+    pub fn new(model: Arc<Model>, trainable: Trainable, cfg: TrainConfig, train: Vec<Sequence>, eval: Vec<Sequence>) -> Result<Trainer> {
+        if train.is_empty() {
+            return Err(Error::invalid("train", "no training sequences"));
+        }
+        if cfg.batch == 0 || cfg.accum == 0 || cfg.threads == 0 {
+            return Err(Error::invalid("train", "batch, accumulation and threads must be at least 1"));
+        }
+        let opt = AdamW::new(cfg.optim, &trainable.param_sizes());
+        let order = epoch_order(train.len(), cfg.seed, 0);
+        let data_hash = data_hash(&train);
+        Ok(Trainer { model, trainable, opt, cfg, train, eval, epoch: 0, cursor: 0, order, data_hash })
+    }
+
+    /// Steps done.
+    pub fn steps_done(&self) -> u64 {
+        self.opt.steps()
+    }
+
+    /// The next `n` training sequences in the run's order.
+    fn next_batch(&mut self, n: usize) -> Vec<usize> {
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            if self.cursor == self.order.len() {
+                self.epoch += 1;
+                self.cursor = 0;
+                self.order = epoch_order(self.train.len(), self.cfg.seed, self.epoch);
+            }
+            out.push(self.order[self.cursor]);
+            self.cursor += 1;
+        }
+        out
+    }
+
+    /// Loss and summed gradients of the sequences `idx`, spread over the threads.
+    fn batch_grads(&self, idx: &[usize], scale: f32, total: &mut Grads) -> Result<f64> {
+        let threads = self.cfg.threads.min(idx.len()).max(1);
+        let ad = &self.trainable.adapter;
+        let opts = PassOptions { checkpoint: self.cfg.checkpoint_activations, grad_scale: scale };
+        let results: Vec<Result<(f64, Grads)>> = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..threads)
+                .map(|ti| {
+                    let mine: Vec<&Sequence> = idx.iter().skip(ti).step_by(threads).map(|&i| &self.train[i]).collect();
+                    let model = &*self.model;
+                    let trainable = &self.trainable;
+                    sc.spawn(move || -> Result<(f64, Grads)> {
+                        let mut g = trainable.zero_grads()?;
+                        let mut loss = 0f64;
+                        for s in mine {
+                            loss += sequence_pass(model, ad, s, &mut g, opts)?.loss_sum;
+                        }
+                        Ok((loss, g))
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(Error::invalid("train", "a training thread panicked")))).collect()
+        });
+        let mut loss = 0f64;
+        for r in results {
+            let (l, g) = r?;
+            loss += l;
+            total.add(&g);
+        }
+        Ok(loss)
+    }
+
+    /// One optimizer step over `accum` micro-batches of `batch` sequences. A non-finite loss or
+    /// gradient is an error and leaves the adapter and optimizer as they were.
+    pub fn step(&mut self) -> Result<StepReport> {
+        let (cursor, epoch, order) = (self.cursor, self.epoch, self.order.clone());
+        let mut total = self.trainable.zero_grads()?;
+        let (mut loss_sum, mut n_targets, mut tokens) = (0f64, 0usize, 0usize);
+        for _ in 0..self.cfg.accum {
+            let idx = self.next_batch(self.cfg.batch);
+            let n: usize = idx.iter().map(|&i| self.train[i].targets.iter().filter(|t| t.is_some()).count()).sum();
+            tokens += idx.iter().map(|&i| self.train[i].input.len()).sum::<usize>();
+            n_targets += n;
+            // Each micro-batch contributes the gradient of its mean loss; AdamW averages them.
+            loss_sum += self.batch_grads(&idx, 1.0 / n.max(1) as f32, &mut total)?;
+        }
+        let loss = loss_sum / n_targets.max(1) as f64;
+        let step = self.opt.steps();
+        let fail = |this: &mut Trainer, what: String| {
+            (this.cursor, this.epoch, this.order) = (cursor, epoch, order.clone());
+            Err(Error::invalid("train", what))
+        };
+        if !loss.is_finite() {
+            return fail(self, format!("non-finite loss at step {}", step + 1));
+        }
+        let grads = self.trainable.param_grads(&total);
+        drop(total);
+        let grefs: Vec<&[f32]> = grads.iter().map(|g| g.as_slice()).collect();
+        let mut params = self.trainable.params_mut();
+        let info = match self.opt.step(&mut params, &grefs, self.cfg.accum) {
+            Ok(i) => i,
+            Err(e) => return fail(self, e),
+        };
+        self.trainable.sync();
+        Ok(StepReport { step: self.opt.steps(), loss, grad_norm: info.grad_norm, lr: info.lr, tokens })
+    }
+
+    /// Mean token loss of the held-out sequences under the current adapter (`None` without any),
+    /// by the inference pass with f32 numerics.
+    pub fn eval_loss(&self) -> Result<Option<f64>> {
+        if self.eval.is_empty() {
+            return Ok(None);
+        }
+        let mut runner = Runner::with_numerics(self.model.clone(), self.cfg.threads, Numerics::F32);
+        let set = AdapterSet::fixed(&[(Arc::new(self.trainable.adapter.clone()), 1.0)]);
+        let nv = self.model.config.n_vocab;
+        let (mut sum, mut n) = (0f64, 0usize);
+        for s in &self.eval {
+            let mut cache = runner.new_cache();
+            cache.set_adapters(set.clone());
+            let logits = runner.forward(&mut [SeqInput { tokens: &s.input, cache: &mut cache, logits: Logits::All }])?;
+            for (i, t) in s.targets.iter().enumerate() {
+                if let Some(t) = t {
+                    sum += crate::model::generate::nll(&logits[i * nv..(i + 1) * nv], *t);
+                    n += 1;
+                }
+            }
+        }
+        Ok(Some(sum / n.max(1) as f64))
+    }
+
+    /// The settings a checkpoint records and a resume must match.
+    fn settings(&self) -> BTreeMap<String, String> {
+        let (c, s) = (&self.cfg, &self.trainable.spec);
+        let mut m = BTreeMap::new();
+        m.insert("method".into(), s.method.name().into());
+        m.insert("rank".into(), s.rank.to_string());
+        m.insert("alpha".into(), s.alpha.to_string());
+        m.insert("targets".into(), s.targets.iter().map(|k| k.gguf_name()).collect::<Vec<_>>().join(","));
+        m.insert("init_seed".into(), s.seed.to_string());
+        m.insert("batch".into(), c.batch.to_string());
+        m.insert("accum".into(), c.accum.to_string());
+        m.insert("data_seed".into(), c.seed.to_string());
+        m.insert("optim".into(), format!("{:?}", c.optim));
+        m.insert("data_hash".into(), format!("{:016x}", self.data_hash));
+        m.insert("base_fingerprint".into(), self.model.fingerprint());
+        m
+    }
+
+    /// Writes a checkpoint to `path` atomically.
+    pub fn save_checkpoint(&self, path: &Path) -> Result<()> {
+        let native = self.trainable.to_native(&path.display().to_string());
+        let (step, m, v) = self.opt.state();
+        let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        let bytes = |x: &[f32]| x.iter().flat_map(|f| f.to_le_bytes()).collect::<Vec<u8>>();
+        for (k, (shape, vals)) in &native.tensors {
+            tensors.push((format!("adapter.{k}"), shape.clone(), bytes(vals)));
+        }
+        for (i, (mi, vi)) in m.iter().zip(v).enumerate() {
+            tensors.push((format!("adam.m.{i:06}"), vec![mi.len()], bytes(mi)));
+            tensors.push((format!("adam.v.{i:06}"), vec![vi.len()], bytes(vi)));
+        }
+        let mut meta = HashMap::new();
+        meta.insert("format".to_string(), CHECKPOINT_FORMAT.to_string());
+        meta.insert("step".to_string(), step.to_string());
+        meta.insert("epoch".to_string(), self.epoch.to_string());
+        meta.insert("cursor".to_string(), self.cursor.to_string());
+        meta.insert("adapter_hyper".to_string(), serde_json::to_string(&native.hyper).expect("strings serialize"));
+        meta.insert("settings".to_string(), serde_json::to_string(&self.settings()).expect("strings serialize"));
+        let file = path.display().to_string();
+        let mut views = Vec::with_capacity(tensors.len());
+        for (k, shape, b) in &tensors {
+            let v = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), b).map_err(|e| Error::format(&file, k, e.to_string()))?;
+            views.push((k.clone(), v));
+        }
+        let out = safetensors::serialize(views, &Some(meta)).map_err(|e| Error::format(&file, "safetensors", e.to_string()))?;
+        graft_format::write_atomic(path, &out)
+    }
+
+    /// Continues the run saved at `path`: `spec`, `cfg` and the data must be those of the run that
+    /// wrote it (except `steps` and `threads`); a mismatch is refused naming the setting.
+    pub fn resume(model: Arc<Model>, spec: TrainSpec, cfg: TrainConfig, train: Vec<Sequence>, eval: Vec<Sequence>, path: &Path) -> Result<Trainer> {
+        let file = path.display().to_string();
+        let st = SafeTensorsFile::open(path)?;
+        let meta: HashMap<String, String> = st.metadata().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        if meta.get("format").map(String::as_str) != Some(CHECKPOINT_FORMAT) {
+            return Err(Error::format(&file, "format", "not a graft training checkpoint"));
+        }
+        let num = |k: &str| -> Result<u64> { meta.get(k).and_then(|v| v.parse().ok()).ok_or_else(|| Error::format(&file, k, "missing or not a number")) };
+        let (step, epoch, cursor) = (num("step")?, num("epoch")?, num("cursor")? as usize);
+        let saved: BTreeMap<String, String> =
+            meta.get("settings").and_then(|s| serde_json::from_str(s).ok()).ok_or_else(|| Error::format(&file, "settings", "missing or malformed"))?;
+        let hyper: BTreeMap<String, String> =
+            meta.get("adapter_hyper").and_then(|s| serde_json::from_str(s).ok()).ok_or_else(|| Error::format(&file, "adapter_hyper", "missing or malformed"))?;
+        let mut adapter_t = BTreeMap::new();
+        let (mut ms, mut vs) = (BTreeMap::new(), BTreeMap::new());
+        for t in st.tensors() {
+            let (name, shape) = (t.name.clone(), t.shape.clone());
+            let vals = graft_format::to_f32(&t.dtype, st.tensor_data(&name)?).map_err(|m| Error::format(&file, &name, m))?;
+            if vals.len() != shape.iter().product::<usize>() {
+                return Err(Error::format(&file, &name, "size does not match its shape"));
+            }
+            if let Some(i) = vals.iter().position(|v| !v.is_finite()) {
+                return Err(Error::format(&file, &name, format!("non-finite value at element {i}")));
+            }
+            if let Some(k) = name.strip_prefix("adapter.") {
+                adapter_t.insert(k.to_string(), (shape, vals));
+            } else if let Some(i) = name.strip_prefix("adam.m.") {
+                ms.insert(i.to_string(), vals);
+            } else if let Some(i) = name.strip_prefix("adam.v.") {
+                vs.insert(i.to_string(), vals);
+            } else {
+                return Err(Error::format(&file, &name, "unexpected tensor"));
+            }
+        }
+        let native = NativeAdapter { method: spec.method.name().to_string(), hyper, base_fingerprint: Some(model.fingerprint()), tensors: adapter_t, source: file.clone() };
+        let trainable = Trainable::from_native(&model, spec, &native)?;
+        let mut t = Trainer::new(model, trainable, cfg, train, eval)?;
+        for (k, v) in t.settings() {
+            let s = saved.get(&k).ok_or_else(|| Error::format(&file, &k, "setting missing from the checkpoint"))?;
+            if *s != v {
+                return Err(Error::format(&file, &k, format!("the checkpoint was written with {s}, this run has {v}")));
+            }
+        }
+        if ms.len() != vs.len() || ms.keys().ne(vs.keys()) {
+            return Err(Error::format(&file, "adam", "first and second moments differ"));
+        }
+        let sizes = t.trainable.param_sizes();
+        let (m, v): (Vec<Vec<f32>>, Vec<Vec<f32>>) = (ms.into_values().collect(), vs.into_values().collect());
+        if m.len() != sizes.len() || m.iter().zip(&sizes).any(|(a, &n)| a.len() != n) {
+            return Err(Error::format(&file, "adam", "optimizer state does not match the adapter's tensors"));
+        }
+        t.opt = AdamW::from_state(t.cfg.optim, step, m, v).map_err(|e| Error::format(&file, "adam", e))?;
+        if cursor > t.train.len() {
+            return Err(Error::format(&file, "cursor", format!("{cursor} beyond {} sequences", t.train.len())));
+        }
+        t.epoch = epoch;
+        t.cursor = cursor;
+        t.order = epoch_order(t.train.len(), t.cfg.seed, epoch);
+        Ok(t)
+    }
+}
