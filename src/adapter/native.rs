@@ -147,8 +147,10 @@ impl NativeAdapter {
         ad.hyper = std::mem::take(&mut self.hyper);
         ad.base_fingerprint = self.base_fingerprint.take();
         ad.q8 = (0..n_layers).map(|_| Default::default()).collect();
+        let ffa = ad.method == "ffa-lora";
         for (l, kind, term, params, q8) in first?.into_iter().chain(second?) {
-            ad.trainable_params += params;
+            // FFA-LoRA trains only B (A stays at its random init).
+            ad.trainable_params += if ffa { term.n_out() * term.rank() } else { params };
             ad.layers[l][kind as usize] = Some(term);
             ad.q8[l][kind as usize] = q8;
         }
@@ -250,7 +252,7 @@ impl NativeAdapter {
                 (true, LinearKind::K) => permute_rows(term, model.config.n_head_kv, &mut perm_cache),
                 _ => term,
             };
-            ad.trainable_params += params;
+            ad.trainable_params += if self.method == "ffa-lora" { term.n_out() * term.rank() } else { params };
             ad.layers[l][kind as usize] = Some(term);
         }
         ad.check_fits(model)?;

@@ -460,6 +460,6 @@ pub fn activation_bytes(cfg: &crate::model::Config, t: usize, vera: bool, r: usi
     let block = t * (base + adapter) + cfg.n_head * t * t;
     let backward_tmp = t * (3 * ff + q + 2 * kv + 2 * d) + t * (outs.max(4 * r));
     let head = HEAD_ROWS.min(t) * cfg.n_vocab + 3 * t * d;
-    let kept = if checkpoint { cfg.n_layer * t * d + 2 * block } else { cfg.n_layer * block };
+    let kept = if checkpoint { cfg.n_layer * t * d + block } else { cfg.n_layer * block };
     4 * (kept + backward_tmp + head)
 }
