@@ -179,3 +179,53 @@ fn adapters_on_run_swap_export_inspect_and_merge() {
     assert!((p_ad / p_base - 1.0).abs() > 0.05, "the adapter must move the PPL ({p_base} -> {p_ad})");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn train_writes_an_adapter_checkpoints_and_resumes() {
+    use graft::model::tiny::{write_tiny_llama, TinySpec};
+    let dir = std::env::temp_dir().join(format!("graft-cli-train-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("tiny.gguf");
+    write_tiny_llama(&model, TinySpec::default(), 4).unwrap();
+    let text = dir.join("data.txt");
+    std::fs::write(&text, "abcabcabd abcabcabd abcabcabd ".repeat(20)).unwrap();
+    let out = dir.join("v.safetensors");
+    let ck = dir.join("ck");
+    let (m, t, o, c) = (model.to_str().unwrap(), text.to_str().unwrap(), out.to_str().unwrap(), ck.to_str().unwrap());
+    let base = ["train", "-m", m, "--method", "vera", "--rank", "8", "--data", t, "--batch", "2", "--seq", "16", "-t", "2", "-o", o, "--checkpoint-dir", c];
+    let with = |extra: &[&str]| -> (bool, String, String) {
+        let mut a: Vec<&str> = base.to_vec();
+        a.extend_from_slice(extra);
+        graft(&a)
+    };
+    let (ok, stdout, err) = with(&["--steps", "3", "--checkpoint-every", "1", "--eval-every", "2"]);
+    assert!(ok, "{err}");
+    let line = stdout.trim_end();
+    assert_eq!(stdout.lines().count(), 1, "stdout is the done line only: {stdout:?}");
+    let fields: Vec<(&str, &str)> = line.strip_prefix("done: ").expect(line).split(' ').map(|f| f.split_once('=').expect(f)).collect();
+    let names: Vec<&str> = fields.iter().map(|f| f.0).collect();
+    assert_eq!(names, ["steps", "loss", "eval_loss", "tok_s", "peak_mib"]);
+    assert_eq!(fields[0].1, "3");
+    for (_, v) in &fields[1..] {
+        assert!(v.parse::<f64>().is_ok_and(|v| v.is_finite() && v > 0.0), "{line}");
+    }
+    assert!(ck.join("checkpoint.safetensors").exists());
+    // The adapter loads with -a and shows in inspect.
+    let (ok, _, err) = graft(&["run", "-m", m, "-a", o, "-p", "abc", "-n", "2", "--temp", "0"]);
+    assert!(ok, "{err}");
+    let (ok, out_i, err) = graft(&["inspect", o]);
+    assert!(ok, "{err}");
+    assert!(out_i.contains("vera"), "{out_i}");
+    // Resuming continues the step count to the new total.
+    let (ok, stdout, err) = with(&["--steps", "5", "--resume", c]);
+    assert!(ok, "{err}");
+    assert!(err.contains("resumed") && stdout.starts_with("done: steps=5 "), "{stdout}\n{err}");
+    // A budget below the estimate is refused with the estimate.
+    let (ok, _, err) = with(&["--steps", "1", "--max-memory", "1K"]);
+    assert!(!ok && err.contains("needs about"), "{err}");
+    // Bad data names the file and line.
+    let bad = dir.join("bad.jsonl");
+    std::fs::write(&bad, "{\"text\": \"fine\"}\n{\"nope\": 1}\n").unwrap();
+    let (ok, _, err) = graft(&["train", "-m", m, "--method", "lora", "--data", bad.to_str().unwrap(), "--steps", "1", "-o", o]);
+    assert!(!ok && err.contains("bad.jsonl") && err.contains('2'), "{err}");
+}

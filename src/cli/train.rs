@@ -79,7 +79,8 @@ pub struct TrainArgs {
     /// Checkpoint folder [default: OUTPUT.ckpt, or the --resume folder]
     #[arg(long = "checkpoint-dir")]
     pub checkpoint_dir: Option<PathBuf>,
-    /// Continue the run checkpointed in this folder
+    /// Continue the run checkpointed in this folder (same settings; with the same --steps and -t it
+    /// continues exactly as the uninterrupted run; a larger --steps extends the schedule)
     #[arg(long = "resume")]
     pub resume: Option<PathBuf>,
     /// Memory limit (e.g. 1G, 800M): picks activation checkpointing, or refuses with the estimate

@@ -362,7 +362,8 @@ impl Trainer {
         m.insert("batch".into(), c.batch.to_string());
         m.insert("accum".into(), c.accum.to_string());
         m.insert("data_seed".into(), c.seed.to_string());
-        m.insert("optim".into(), format!("{:?}", c.optim));
+        // The schedule's length may change on resume (to extend a run); everything else may not.
+        m.insert("optim".into(), format!("{:?}", AdamWConfig { total_steps: 0, ..c.optim }));
         m.insert("data_hash".into(), format!("{:016x}", self.data_hash));
         m.insert("base_fingerprint".into(), self.model.fingerprint());
         m
@@ -399,7 +400,9 @@ impl Trainer {
     }
 
     /// Continues the run saved at `path`: `spec`, `cfg` and the data must be those of the run that
-    /// wrote it (except `steps` and `threads`); a mismatch is refused naming the setting.
+    /// wrote it (except `steps`, the schedule's total, and `threads`); a mismatch is refused naming
+    /// the setting. With the same `steps` and threads the run continues bit for bit as the
+    /// uninterrupted one.
     pub fn resume(model: Arc<Model>, spec: TrainSpec, cfg: TrainConfig, train: Vec<Sequence>, eval: Vec<Sequence>, path: &Path) -> Result<Trainer> {
         let file = path.display().to_string();
         let st = SafeTensorsFile::open(path)?;
