@@ -479,3 +479,22 @@ fn fused_cross_entropy_equals_forward_and_backward() {
     let l = cross_entropy_fused(&mut far, &[Some(1)], 1.0);
     assert!((l - 200.0).abs() < 1e-3, "{l}");
 }
+
+#[test]
+fn tiled_attention_recomputes_the_same_values() {
+    let mut rng = Rng(99);
+    for (t, s) in [(5, AttnShape { n_head: 3, n_head_kv: 1, head_dim: 4 }), (130, AttnShape { n_head: 4, n_head_kv: 2, head_dim: 8 })] {
+        let (qd, kvd) = (s.n_head * s.head_dim, s.n_head_kv * s.head_dim);
+        let (q, k, v, dout) = (rng.vec(t * qd, 1.0), rng.vec(t * kvd, 1.0), rng.vec(t * kvd, 1.0), rng.vec(t * qd, 1.0));
+        let mut probs = vec![0f32; s.n_head * t * t];
+        let (mut o1, mut o2) = (vec![0f32; t * qd], vec![0f32; t * qd]);
+        attention_forward(&q, &k, &v, s, &mut probs, &mut o1);
+        attention_forward_tiled(&q, &k, &v, s, &mut o2);
+        assert_eq!(o1, o2, "T={t}: forward");
+        let (mut dq1, mut dk1, mut dv1) = (vec![0.5f32; t * qd], vec![0.5f32; t * kvd], vec![0.5f32; t * kvd]);
+        let (mut dq2, mut dk2, mut dv2) = (dq1.clone(), dk1.clone(), dv1.clone());
+        attention_backward(&dout, &q, &k, &v, &probs, s, &mut dq1, &mut dk1, &mut dv1);
+        attention_backward_recompute(&dout, &q, &k, &v, s, &mut dq2, &mut dk2, &mut dv2);
+        assert_eq!((dq1, dk1, dv1), (dq2, dk2, dv2), "T={t}: backward");
+    }
+}

@@ -149,7 +149,6 @@ struct BlockSave {
     q_rot: Vec<f32>,
     k_rot: Vec<f32>,
     v: Vec<f32>,
-    probs: Vec<f32>,
     att: Vec<f32>,
     x_mid: Vec<f32>,
     rstd2: Vec<f32>,
@@ -294,9 +293,8 @@ impl Ctx<'_> {
         let (mut q, mut k, v) = (qkv.next().unwrap(), qkv.next().unwrap(), qkv.next().unwrap());
         ops::rope_forward(ko, &mut q, &self.pos, self.rope_q);
         ops::rope_forward(ko, &mut k, &self.pos, self.rope_k);
-        s.probs = vec![0f32; cfg.n_head * t * t];
         s.att = vec![0f32; t * cfg.q_dim()];
-        ops::attention_forward(&q, &k, &v, self.shape, &mut s.probs, &mut s.att);
+        ops::attention_forward_tiled(&q, &k, &v, self.shape, &mut s.att);
         (s.q_rot, s.k_rot, s.v) = (q, k, v);
         let att = std::mem::take(&mut s.att);
         let o = self.group_forward(l, 1, &att, &mut s)?.pop().unwrap();
@@ -315,7 +313,10 @@ impl Ctx<'_> {
         ops::swiglu_forward(&gate, &up, &mut act);
         (s.gate, s.up) = (gate, up);
         let dn = self.group_forward(l, 3, &act, &mut s)?.pop().unwrap();
-        s.act = act;
+        // Kept only when a low-rank term of ffn_down (dA) or the hook reads it.
+        if self.hook.is_some() || matches!(self.term(l, LinearKind::Down), Some(Term::LowRank(_))) {
+            s.act = act;
+        }
         for (a, b) in x.iter_mut().zip(&dn) {
             *a += b;
         }
@@ -329,7 +330,7 @@ impl Ctx<'_> {
         let (t, d) = (self.t, cfg.n_embd);
         let ko = kops::selected();
         // Feed-forward: x = x_mid + down(swiglu(gate(h2), up(h2))), h2 = rmsnorm(x_mid).
-        let mut dact = vec![0f32; s.act.len()];
+        let mut dact = vec![0f32; s.gate.len()];
         self.group_backward(l, 3, s, &[dx], &mut dact, gl)?;
         let (mut dg, mut du) = (vec![0f32; dact.len()], vec![0f32; dact.len()]);
         ops::swiglu_backward(&dact, &s.gate, &s.up, &mut dg, &mut du);
@@ -343,7 +344,7 @@ impl Ctx<'_> {
         let mut datt = vec![0f32; t * cfg.q_dim()];
         self.group_backward(l, 1, s, &[&dx_mid], &mut datt, gl)?;
         let (mut dq_rot, mut dk_rot, mut dv) = (vec![0f32; s.q_rot.len()], vec![0f32; s.k_rot.len()], vec![0f32; s.v.len()]);
-        ops::attention_backward(&datt, &s.q_rot, &s.k_rot, &s.v, &s.probs, self.shape, &mut dq_rot, &mut dk_rot, &mut dv);
+        ops::attention_backward_recompute(&datt, &s.q_rot, &s.k_rot, &s.v, self.shape, &mut dq_rot, &mut dk_rot, &mut dv);
         drop(datt);
         let (mut dq, mut dk) = (vec![0f32; dq_rot.len()], vec![0f32; dk_rot.len()]);
         ops::rope_backward(ko, &dq_rot, &self.pos, self.rope_q, &mut dq);
@@ -453,11 +454,12 @@ pub fn sequence_pass_hooked(model: &Model, ad: &Adapter, seq: &Sequence, grads: 
 /// `targets` projections of every block.
 pub fn activation_bytes(cfg: &crate::model::Config, t: usize, vera: bool, r: usize, checkpoint: bool) -> usize {
     let (d, ff, q, kv) = (cfg.n_embd, cfg.n_ff, cfg.q_dim(), cfg.kv_dim());
-    // Per token of one block: x_in, h, q, k, v, att, x_mid, h2, gate, up, act (+ rstds).
-    let base = 4 * d + q + 2 * kv + q + 3 * ff + 2;
+    // Per token of one block: x_in, h, q, k, v, att, x_mid, h2, gate, up (+ rstds), and act for
+    // a low-rank ffn_down (its dA reads it; VeRA's does not).
+    let base = 4 * d + q + 2 * kv + q + 2 * ff + 2 + if vera { 0 } else { ff };
     let outs = q + 2 * kv + d + 2 * ff + d;
     let adapter = if vera { 4 * r + outs } else { 7 * r };
-    let block = t * (base + adapter) + cfg.n_head * t * t;
+    let block = t * (base + adapter) + 3 * 64 * t;
     let backward_tmp = t * (3 * ff + q + 2 * kv + 2 * d) + t * (outs.max(4 * r));
     let head = HEAD_ROWS.min(t) * cfg.n_vocab + 3 * t * d;
     let kept = if checkpoint { cfg.n_layer * t * d + block } else { cfg.n_layer * block };

@@ -167,6 +167,35 @@ fn transpose_block(m: &[f32], ld: usize, rows: usize, cols: usize, out: &mut [f3
     }
 }
 
+/// Scores of query rows `i0 .. i0 + rows` of head `h` against keys `0..i1`, softmaxed in place
+/// (scaled, causal: zero above the diagonal up to column `ldp`), into `p` (row stride `ldp >= i1`).
+#[allow(clippy::too_many_arguments)]
+fn softmax_tile(q: &[f32], k: &[f32], s: AttnShape, h: usize, i0: usize, rows: usize, i1: usize, p: &mut [f32], ldp: usize) {
+    let (hd, qd, kvd) = (s.head_dim, s.n_head * s.head_dim, s.n_head_kv * s.head_dim);
+    let kh = (h / (s.n_head / s.n_head_kv)) * hd;
+    let scale = 1.0 / (hd as f32).sqrt();
+    crate::kernels::adapter::selected().down(&q[i0 * qd + h * hd..], qd, rows, &k[kh..], kvd, i1, hd, p, ldp);
+    for r in 0..rows {
+        let t = i0 + r;
+        let pr = &mut p[r * ldp..][..ldp];
+        let mut mx = f32::NEG_INFINITY;
+        for pj in &mut pr[..=t] {
+            *pj *= scale;
+            mx = mx.max(*pj);
+        }
+        let mut sum = 0f64;
+        for pj in &mut pr[..=t] {
+            *pj = (*pj - mx).exp();
+            sum += *pj as f64;
+        }
+        let inv = (1.0 / sum) as f32;
+        for pj in &mut pr[..=t] {
+            *pj *= inv;
+        }
+        pr[t + 1..].fill(0.0);
+    }
+}
+
 /// Causal attention forward for one sequence (positions `0..T`), scale `1/sqrt(head_dim)`.
 ///
 /// `q`: `[T, n_head·hd]`; `k`, `v`: `[T, n_head_kv·hd]`; `att_probs`: `[n_head, T, T]`, written
@@ -177,7 +206,6 @@ pub fn attention_forward(q: &[f32], k: &[f32], v: &[f32], s: AttnShape, att_prob
     assert_eq!(out.len(), q.len(), "attention_forward: out length");
     let (hd, qd, kvd) = (s.head_dim, s.n_head * s.head_dim, s.n_head_kv * s.head_dim);
     let group = s.n_head / s.n_head_kv;
-    let scale = 1.0 / (hd as f32).sqrt();
     let ka = crate::kernels::adapter::selected();
     out.fill(0.0);
     for h in 0..s.n_head {
@@ -185,29 +213,73 @@ pub fn attention_forward(q: &[f32], k: &[f32], v: &[f32], s: AttnShape, att_prob
         let ph = &mut att_probs[h * t_len * t_len..][..t_len * t_len];
         for i0 in (0..t_len).step_by(ATT_TILE) {
             let (rows, i1) = (ATT_TILE.min(t_len - i0), (i0 + ATT_TILE).min(t_len));
-            // Scores of rows i0..i1 against keys 0..i1.
-            ka.down(&q[i0 * qd + h * hd..], qd, rows, &k[kh..], kvd, i1, hd, &mut ph[i0 * t_len..], t_len);
-            for t in i0..i1 {
-                let p = &mut ph[t * t_len..][..t_len];
-                let mut mx = f32::NEG_INFINITY;
-                for pj in &mut p[..=t] {
-                    *pj *= scale;
-                    mx = mx.max(*pj);
-                }
-                let mut sum = 0f64;
-                for pj in &mut p[..=t] {
-                    *pj = (*pj - mx).exp();
-                    sum += *pj as f64;
-                }
-                let inv = (1.0 / sum) as f32;
-                for pj in &mut p[..=t] {
-                    *pj *= inv;
-                }
-                p[t + 1..].fill(0.0);
-            }
+            softmax_tile(q, k, s, h, i0, rows, i1, &mut ph[i0 * t_len..], t_len);
             ka.up(&ph[i0 * t_len..], t_len, rows, i1, None, &v[kh..], kvd, hd, None, 1.0, &mut out[i0 * qd + h * hd..], qd);
         }
     }
+}
+
+/// [`attention_forward`] without keeping the softmax weights (the backward recomputes them:
+/// [`attention_backward_recompute`]); scratch of one tile of rows.
+pub fn attention_forward_tiled(q: &[f32], k: &[f32], v: &[f32], s: AttnShape, out: &mut [f32]) {
+    let t_len = s.check("attention_forward", q.len(), k.len(), v.len(), s.n_head * (q.len() / (s.n_head * s.head_dim).max(1)).pow(2));
+    assert_eq!(out.len(), q.len(), "attention_forward: out length");
+    let (hd, qd, kvd) = (s.head_dim, s.n_head * s.head_dim, s.n_head_kv * s.head_dim);
+    let group = s.n_head / s.n_head_kv;
+    let ka = crate::kernels::adapter::selected();
+    let mut p = vec![0f32; ATT_TILE.min(t_len) * t_len];
+    out.fill(0.0);
+    for h in 0..s.n_head {
+        let kh = (h / group) * hd;
+        for i0 in (0..t_len).step_by(ATT_TILE) {
+            let (rows, i1) = (ATT_TILE.min(t_len - i0), (i0 + ATT_TILE).min(t_len));
+            softmax_tile(q, k, s, h, i0, rows, i1, &mut p, i1);
+            ka.up(&p, i1, rows, i1, None, &v[kh..], kvd, hd, None, 1.0, &mut out[i0 * qd + h * hd..], qd);
+        }
+    }
+}
+
+/// The backward of one tile of query rows `i0 .. i0 + rows` of head `h`, from its softmax
+/// weights `p` (row stride `ldp`, keys `0..i1`); `ds` and `tr` are scratch of `rows × i1`.
+#[allow(clippy::too_many_arguments)]
+fn tile_backward(
+    dout: &[f32],
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    s: AttnShape,
+    h: usize,
+    (i0, rows, i1): (usize, usize, usize),
+    p: &[f32],
+    ldp: usize,
+    (dq, dk, dv): (&mut [f32], &mut [f32], &mut [f32]),
+    ds: &mut [f32],
+    tr: &mut [f32],
+) {
+    let (hd, qd, kvd) = (s.head_dim, s.n_head * s.head_dim, s.n_head_kv * s.head_dim);
+    let kh = (h / (s.n_head / s.n_head_kv)) * hd;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let ka = crate::kernels::adapter::selected();
+    // dv[0..i1] += Pᵀ·dout.
+    transpose_block(p, ldp, rows, i1, tr);
+    ka.up(tr, rows, i1, rows, None, &dout[i0 * qd + h * hd..], qd, hd, None, 1.0, &mut dv[kh..], kvd);
+    // dP = dout·Vᵀ, then the softmax backward ds = p·(dp − Σ p·dp), scaled.
+    ka.down(&dout[i0 * qd + h * hd..], qd, rows, &v[kh..], kvd, i1, hd, ds, i1);
+    for r in 0..rows {
+        let t = i0 + r;
+        let pr = &p[r * ldp..][..=t];
+        let dr = &mut ds[r * i1..][..i1];
+        let pdp: f64 = pr.iter().zip(dr.iter()).map(|(&a, &b)| (a * b) as f64).sum();
+        let pdp = pdp as f32;
+        for (d, &pj) in dr[..=t].iter_mut().zip(pr) {
+            *d = pj * (*d - pdp) * scale;
+        }
+        dr[t + 1..].fill(0.0);
+    }
+    // dq[i0..i1] += ds·K; dk[0..i1] += dsᵀ·Q.
+    ka.up(ds, i1, rows, i1, None, &k[kh..], kvd, hd, None, 1.0, &mut dq[i0 * qd + h * hd..], qd);
+    transpose_block(ds, i1, rows, i1, tr);
+    ka.up(tr, rows, i1, rows, None, &q[i0 * qd + h * hd..], qd, hd, None, 1.0, &mut dk[kh..], kvd);
 }
 
 /// Causal attention backward: from `dout` `[T, n_head·hd]` and the saved `att_probs`, adds the
@@ -228,39 +300,32 @@ pub fn attention_backward(
     let t_len = s.check("attention_backward", q.len(), k.len(), v.len(), att_probs.len());
     assert!(dout.len() == q.len() && dq.len() == q.len(), "attention_backward: dout / dq length");
     assert!(dk.len() == k.len() && dv.len() == v.len(), "attention_backward: dk / dv length");
-    let (hd, qd, kvd) = (s.head_dim, s.n_head * s.head_dim, s.n_head_kv * s.head_dim);
-    let group = s.n_head / s.n_head_kv;
-    let scale = 1.0 / (hd as f32).sqrt();
-    let ka = crate::kernels::adapter::selected();
     let tile = ATT_TILE.min(t_len);
-    let mut ds = vec![0f32; tile * t_len];
-    let mut tr = vec![0f32; tile * t_len];
+    let (mut ds, mut tr) = (vec![0f32; tile * t_len], vec![0f32; tile * t_len]);
     for h in 0..s.n_head {
-        let kh = (h / group) * hd;
         let ph = &att_probs[h * t_len * t_len..][..t_len * t_len];
         for i0 in (0..t_len).step_by(ATT_TILE) {
             let (rows, i1) = (ATT_TILE.min(t_len - i0), (i0 + ATT_TILE).min(t_len));
-            let p = &ph[i0 * t_len..];
-            // dv[0..i1] += Pᵀ·dout.
-            transpose_block(p, t_len, rows, i1, &mut tr);
-            ka.up(&tr, rows, i1, rows, None, &dout[i0 * qd + h * hd..], qd, hd, None, 1.0, &mut dv[kh..], kvd);
-            // dP = dout·Vᵀ, then the softmax backward ds = p·(dp − Σ p·dp), scaled.
-            ka.down(&dout[i0 * qd + h * hd..], qd, rows, &v[kh..], kvd, i1, hd, &mut ds, i1);
-            for r in 0..rows {
-                let t = i0 + r;
-                let pr = &p[r * t_len..][..=t];
-                let dr = &mut ds[r * i1..][..i1];
-                let pdp: f64 = pr.iter().zip(dr.iter()).map(|(&a, &b)| (a * b) as f64).sum();
-                let pdp = pdp as f32;
-                for (d, &pj) in dr[..=t].iter_mut().zip(pr) {
-                    *d = pj * (*d - pdp) * scale;
-                }
-                dr[t + 1..].fill(0.0);
-            }
-            // dq[i0..i1] += ds·K; dk[0..i1] += dsᵀ·Q.
-            ka.up(&ds, i1, rows, i1, None, &k[kh..], kvd, hd, None, 1.0, &mut dq[i0 * qd + h * hd..], qd);
-            transpose_block(&ds, i1, rows, i1, &mut tr);
-            ka.up(&tr, rows, i1, rows, None, &q[i0 * qd + h * hd..], qd, hd, None, 1.0, &mut dk[kh..], kvd);
+            tile_backward(dout, q, k, v, s, h, (i0, rows, i1), &ph[i0 * t_len..], t_len, (&mut *dq, &mut *dk, &mut *dv), &mut ds, &mut tr);
+        }
+    }
+}
+
+/// [`attention_backward`] recomputing the softmax weights tile by tile from `q` and `k` instead of
+/// reading them (what [`attention_forward_tiled`] pairs with: `T²·n_head` floats less to keep).
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward_recompute(dout: &[f32], q: &[f32], k: &[f32], v: &[f32], s: AttnShape, dq: &mut [f32], dk: &mut [f32], dv: &mut [f32]) {
+    let t_len = q.len() / (s.n_head * s.head_dim).max(1);
+    s.check("attention_backward", q.len(), k.len(), v.len(), s.n_head * t_len * t_len);
+    assert!(dout.len() == q.len() && dq.len() == q.len(), "attention_backward: dout / dq length");
+    assert!(dk.len() == k.len() && dv.len() == v.len(), "attention_backward: dk / dv length");
+    let tile = ATT_TILE.min(t_len);
+    let (mut p, mut ds, mut tr) = (vec![0f32; tile * t_len], vec![0f32; tile * t_len], vec![0f32; tile * t_len]);
+    for h in 0..s.n_head {
+        for i0 in (0..t_len).step_by(ATT_TILE) {
+            let (rows, i1) = (ATT_TILE.min(t_len - i0), (i0 + ATT_TILE).min(t_len));
+            softmax_tile(q, k, s, h, i0, rows, i1, &mut p, i1);
+            tile_backward(dout, q, k, v, s, h, (i0, rows, i1), &p, i1, (&mut *dq, &mut *dk, &mut *dv), &mut ds, &mut tr);
         }
     }
 }
