@@ -1,6 +1,6 @@
 //! The frozen base's products in training, on f32 activations of many rows: `y = x·Wᵀ` and
 //! `dx += dy·W`. The quantized weight is dequantized on the fly, a panel of rows at a time (about
-//! 128 KiB of f32, so it stays in L2 while every activation row passes it), and each panel goes
+//! 256 KiB of f32, so it stays in L2 while every activation row passes it), and each panel goes
 //! through the register-tiled f32 kernels of [`crate::kernels::adapter`] (`down` for `x·Wᵀ`, `up`
 //! for `dy·W`). Nothing larger than a panel is ever dequantized. For a handful of rows the
 //! per-row kernels ([`crate::kernels::quant::QuantKernels::gemm_f32`] / `gemm_dx`) are used instead,
@@ -12,7 +12,7 @@ use crate::{Error, Result};
 /// Below this many rows the per-row quantized kernels are faster than dequantized panels.
 const PANEL_MIN_ROWS: usize = 8;
 /// Target size of one dequantized panel, in floats.
-const PANEL_FLOATS: usize = 32 * 1024;
+const PANEL_FLOATS: usize = 64 * 1024;
 
 fn panel_rows(n_in: usize) -> usize {
     (PANEL_FLOATS / n_in.max(1)).clamp(4, 256)
