@@ -73,6 +73,24 @@ fn open_errors_cleanly_without_a_gpu() {
 }
 
 #[test]
+fn cli_device_cuda_gives_the_backend_error() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_graft"))
+        .args(["run", "--device", "cuda", "-p", "hi", "-n", "1", "-m", "/nonexistent.gguf"])
+        .output()
+        .expect("running graft");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    // The device is checked before the model is read: the error names the device, not the file.
+    assert!(err.contains("--device cuda:0:") && !err.contains("nonexistent"), "{err}");
+    assert!(
+        err.contains(NOT_BUILT) || err.contains("no CUDA driver found") || err.contains("no CUDA device 0") || err.contains("not written yet"),
+        "{err}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_graft")).args(["run", "--device", "tpu", "-p", "hi"]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("unknown device"));
+}
+
+#[test]
 fn embedded_kernels_are_all_there() {
     let mods = embedded_modules();
     if !BUILT_WITH_CUDA {

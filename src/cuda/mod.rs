@@ -260,6 +260,9 @@ impl Cuda {
         } else if m > nrows {
             return Err(cu_err(op, format!("{m} rows asked of {nrows}")));
         }
+        if m == 0 || n == 0 {
+            return Ok(());
+        }
         self.inner.get_rows(&format!("graft_cu_get_rows_{}", kernel_suffix(ty)), n, w, stride, ids, m, y)
     }
 
@@ -272,6 +275,9 @@ impl Cuda {
         let stride = weight_check(op, ty, n, nrows, w)?;
         len_check(op, "x", x, m * n)?;
         len_check(op, "y", y, m * nrows)?;
+        if m == 0 || nrows == 0 {
+            return Ok(());
+        }
         let gemv = m <= 4;
         let name = format!("graft_cu_{}_{}_f32", if gemv { "gemv" } else { "gemm" }, kernel_suffix(ty));
         let grid = if gemv { (blocks(nrows, 8), m as u32, 1) } else { (blocks(nrows, 64), blocks(m, 64), 1) };
@@ -286,6 +292,9 @@ impl Cuda {
         let stride = weight_check(op, ty, n, nrows, w)?;
         len_check(op, "dy", dy, m * nrows)?;
         len_check(op, "dx", dx, m * n)?;
+        if m == 0 || n == 0 {
+            return Ok(());
+        }
         let name = format!("graft_cu_gemm_dx_{}", kernel_suffix(ty));
         self.inner.product(&name, (blocks(n, 64), blocks(m, 64), 1), n, w, stride, nrows, dy, nrows, m, dx, n)
     }
@@ -332,7 +341,7 @@ impl Cuda {
     #[allow(clippy::too_many_arguments)]
     pub fn attention(&self, q: &DeviceBuf<f32>, k: &DeviceBuf<f32>, v: &DeviceBuf<f32>, pos: &DeviceBuf<i32>, t: usize, ctx: usize, d: AttnDims, probs: &mut DeviceBuf<f32>, out: &mut DeviceBuf<f32>) -> Result<()> {
         let op = "cuda::attention";
-        if d.head_dim == 0 || d.head_dim > 256 || d.n_head_kv == 0 || d.n_head % d.n_head_kv != 0 {
+        if d.n_head == 0 || d.head_dim == 0 || d.head_dim > 256 || d.n_head_kv == 0 || d.n_head % d.n_head_kv != 0 {
             return Err(cu_err(op, format!("unsupported heads {d:?} (head_dim 1..=256, n_head a multiple of n_head_kv)")));
         }
         let (qd, kvd) = (d.n_head * d.head_dim, d.n_head_kv * d.head_dim);
