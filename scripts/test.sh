@@ -3,6 +3,8 @@
 #   - libclang (for the bindgen staleness check of csrc/kernels.h against src/kernels/sys.rs),
 #   - the default model (scripts/fetch-model.sh, cached in models/) and the test adapters
 #     (scripts/make-test-adapters.sh),
+#   - nvcc from PyPI (scripts/install-nvcc.sh), then the CUDA kernels compiled warning-free and the
+#     `cuda` tests built with the `cuda` feature (no GPU here: the GPU tests print SKIP),
 #   - cargo test of every unit and integration test (the model tests run the real model).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,5 +37,8 @@ echo "== fetching the default model, making the test adapters" >&2
 ./scripts/make-test-adapters.sh
 echo "== checking src/kernels/sys.rs against csrc/kernels.h (bindgen)" >&2
 cargo build --quiet --features bindgen
+echo "== CUDA: csrc/cuda/*.cu through nvcc (warnings are errors), tests/cuda.rs with the cuda feature" >&2
+nvcc=$(./scripts/install-nvcc.sh)
+NVCC="$nvcc" cargo test --quiet --features cuda --test cuda 2>&1
 echo "== cargo test" >&2
 cargo test --all-targets "$@" 2>&1
