@@ -12,13 +12,36 @@
 #include <stdint.h>
 #include "blocks.h"
 
+#ifndef __CUDA_ARCH__
+#include <string.h>
+#include "cpu/common.h" /* host pass: the C reference's conversions */
+#endif
+
 #define GRAFT_CU_WARP 32
 
+/* Helpers marked GRAFT_CU_HD also compile for the host, so that tests/c/cuda_dequant_check.cu can
+ * hold the decoders of dequant.cuh to the C reference without a GPU (same index arithmetic; the
+ * arithmetic itself is the C reference's on the host, the round-to-nearest intrinsics on the GPU). */
+#define GRAFT_CU_HD static __host__ __device__ __forceinline__
+#ifdef __CUDA_ARCH__
+#define GRAFT_CU_FMUL(a, b) __fmul_rn(a, b)
+#define GRAFT_CU_FADD(a, b) __fadd_rn(a, b)
+#define GRAFT_CU_FSUB(a, b) __fsub_rn(a, b)
+#else
+#define GRAFT_CU_FMUL(a, b) ((a) * (b))
+#define GRAFT_CU_FADD(a, b) ((a) + (b))
+#define GRAFT_CU_FSUB(a, b) ((a) - (b))
+#endif
+
 /* IEEE half -> float, exact (subnormals included): the PTX conversion. */
-static __device__ __forceinline__ float graft_cu_h2f(uint16_t h) {
+GRAFT_CU_HD float graft_cu_h2f(uint16_t h) {
+#ifdef __CUDA_ARCH__
     float f;
     asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
     return f;
+#else
+    return graft_h2f(h);
+#endif
 }
 
 /* float -> IEEE half, round to nearest even (as graft_f2h in csrc/cpu/common.h). */
@@ -28,14 +51,20 @@ static __device__ __forceinline__ uint16_t graft_cu_f2h(float f) {
     return h;
 }
 
-static __device__ __forceinline__ float graft_cu_bf2f(uint16_t h) { return __uint_as_float((uint32_t)h << 16); }
+GRAFT_CU_HD float graft_cu_bf2f(uint16_t h) {
+#ifdef __CUDA_ARCH__
+    return __uint_as_float((uint32_t)h << 16);
+#else
+    return graft_bf2f(h);
+#endif
+}
 
 /* Little-endian loads from byte pointers with no alignment assumed (block fields sit at odd
  * offsets: a Q5_0 block's qh starts 2 bytes into a 22-byte block). */
-static __device__ __forceinline__ uint16_t graft_cu_ld16(const uint8_t *p) {
+GRAFT_CU_HD uint16_t graft_cu_ld16(const uint8_t *p) {
     return (uint16_t)(p[0] | ((uint16_t)p[1] << 8));
 }
-static __device__ __forceinline__ uint32_t graft_cu_ld32(const uint8_t *p) {
+GRAFT_CU_HD uint32_t graft_cu_ld32(const uint8_t *p) {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
 
