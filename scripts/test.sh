@@ -3,6 +3,9 @@
 #   - libclang (for the bindgen staleness check of csrc/kernels.h against src/kernels/sys.rs),
 #   - the default model (scripts/fetch-model.sh, cached in models/) and the test adapters
 #     (scripts/make-test-adapters.sh),
+#   - nvcc from PyPI (scripts/install-nvcc.sh), then the CUDA kernels compiled warning-free and the
+#     `cuda` tests built with the `cuda` feature (no GPU here: the GPU tests print SKIP), and the
+#     CUDA decoders built for the host and checked against the C reference,
 #   - cargo test of every unit and integration test (the model tests run the real model).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,5 +38,15 @@ echo "== fetching the default model, making the test adapters" >&2
 ./scripts/make-test-adapters.sh
 echo "== checking src/kernels/sys.rs against csrc/kernels.h (bindgen)" >&2
 cargo build --quiet --features bindgen
+echo "== CUDA: csrc/cuda/*.cu through nvcc (warnings are errors), tests/cuda.rs with the cuda feature" >&2
+nvcc=$(./scripts/install-nvcc.sh)
+NVCC="$nvcc" cargo test --quiet --features cuda --test cuda 2>&1
+echo "== CUDA decoders (dequant.cuh built for the host) against the C reference, bit for bit" >&2
+tmp=$(mktemp -d)
+cc -O2 -std=c11 -ffp-contract=off -Icsrc -c csrc/cpu/quant_ref.c -o "$tmp/quant_ref.o"
+"$nvcc" -std=c++17 -Werror all-warnings -Xcompiler -ffp-contract=off -Icsrc -L"$(dirname "$(dirname "$nvcc")")/lib" \
+    tests/c/cuda_dequant_check.cu "$tmp/quant_ref.o" -o "$tmp/cuda_dequant_check"
+"$tmp/cuda_dequant_check"
+rm -rf "$tmp"
 echo "== cargo test" >&2
 cargo test --all-targets "$@" 2>&1
