@@ -116,3 +116,40 @@ fn vera_gradients_match_finite_differences() {
         close(&db, &db0, &fd(&lbf, |q| vera_loss(&xf, &af, &bf, &ldf, q, &cf, t, n_in, n_out, r, max_in, max_out)), "dλ_b");
     }
 }
+
+#[test]
+fn allora_scaled_backward_is_the_backward_of_row_scaled_outputs() {
+    use graft::train::adapter_grad::{lowrank_backward, lowrank_backward_scaled};
+    let (t, n_in, n_out, r, s) = (5, 37, 19, 3, 0.7f32);
+    let f = |i: usize, k: usize| ((i * 7919 + k * 104729) % 997) as f32 / 997.0 - 0.5;
+    let x: Vec<f32> = (0..t * n_in).map(|i| f(i, 1)).collect();
+    let a: Vec<f32> = (0..r * n_in).map(|i| f(i, 2)).collect();
+    let bt: Vec<f32> = (0..r * n_out).map(|i| f(i, 3)).collect();
+    let dy: Vec<f32> = (0..t * n_out).map(|i| f(i, 4)).collect();
+    let c: Vec<f32> = (0..n_out).map(|i| 0.5 + f(i, 5)).collect();
+    let mut ax = vec![0f32; t * r];
+    for i in 0..t {
+        for j in 0..r {
+            ax[i * r + j] = (0..n_in).map(|k| x[i * n_in + k] * a[j * n_in + k]).sum();
+        }
+    }
+    let dyc: Vec<f32> = dy.chunks_exact(n_out).flat_map(|row| row.iter().zip(&c).map(|(d, cc)| d * cc).collect::<Vec<_>>()).collect();
+    let (mut dx1, mut da1, mut db1) = (vec![0f32; t * n_in], vec![0f32; r * n_in], vec![0f32; r * n_out]);
+    lowrank_backward_scaled(&dy, &x, &ax, t, n_in, &a, &bt, r, n_out, s, &c, &mut dx1, &mut da1, &mut db1);
+    let (mut dx2, mut da2, mut db2) = (vec![0f32; t * n_in], vec![0f32; r * n_in], vec![0f32; r * n_out]);
+    lowrank_backward(&dyc, &x, &ax, t, n_in, &a, &bt, r, n_out, s, &mut dx2, Some(&mut da2), &mut db2);
+    let (mut dx3, mut db3) = (vec![0f32; t * n_in], vec![0f32; r * n_out]);
+    lowrank_backward(&dy, &x, &ax, t, n_in, &a, &bt, r, n_out, s, &mut dx3, None, &mut db3);
+    let close = |p: &[f32], q: &[f32]| p.iter().zip(q).all(|(u, v)| (u - v).abs() <= 1e-5 * (1.0 + v.abs()));
+    assert!(close(&da1, &da2) && close(&db1, &db2), "parameter gradients see dy ⊙ c");
+    assert!(close(&dx1, &dx3), "dx does not");
+    assert!(!close(&dx1, &dx2));
+    // The row scales: 1/√(‖(B·A)_i‖ + 1/η²) from the dense product.
+    let eta = 2.0f32;
+    let cs = graft::train::adapter_grad::allora_row_scales(&a, &bt, r, n_in, n_out, eta);
+    for i in 0..n_out {
+        let norm: f64 = (0..n_in).map(|k| (0..r).map(|j| bt[j * n_out + i] as f64 * a[j * n_in + k] as f64).sum::<f64>().powi(2)).sum::<f64>().sqrt();
+        let want = 1.0 / (norm + 1.0 / (eta as f64 * eta as f64)).sqrt();
+        assert!((cs[i] as f64 - want).abs() < 1e-5 * want, "row {i}: {} vs {want}", cs[i]);
+    }
+}

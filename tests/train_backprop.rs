@@ -81,13 +81,13 @@ fn check(method: &str, r: usize) {
     assert!((l - sum / n as f64).abs() < 1e-4 * l, "{method}: training loss {l}, inference loss {}", sum / n as f64);
     // Activation checkpointing recomputes the same activations: identical loss and gradients.
     let mut ck = Grads::zeros_for(&ad).unwrap();
-    let r = sequence_pass(&model, &ad, &seq, &mut ck, PassOptions { checkpoint: true, grad_scale: 1.0 / n as f32 }).unwrap();
+    let r = sequence_pass(&model, &ad, &seq, &mut ck, PassOptions { checkpoint: true, grad_scale: 1.0 / n as f32, row_scales: None }).unwrap();
     assert_eq!(r.n_targets, n);
     assert_eq!((r.loss_sum / n as f64) as f32, l as f32, "{method}: checkpointed loss");
     assert!(ck == grads, "{method}: checkpointed gradients differ");
     // grad_scale scales the gradient, and the frozen-A gradients skip dA but keep dBᵀ.
     let mut half = Grads::zeros_with(&ad, method != "lora").unwrap();
-    sequence_pass(&model, &ad, &seq, &mut half, PassOptions { checkpoint: false, grad_scale: 0.5 / n as f32 }).unwrap();
+    sequence_pass(&model, &ad, &seq, &mut half, PassOptions::plain(0.5 / n as f32)).unwrap();
     for (a, b) in half.layers.iter().flatten().flatten().zip(grads.layers.iter().flatten().flatten()) {
         for which in 0..2 {
             let (ga, gb) = (grad(a, which), grad(b, which));

@@ -10,7 +10,7 @@ use graft::train::backprop::{sequence_pass, PassOptions};
 use graft::train::data::Sequence;
 use graft::train::optim::AdamWConfig;
 use graft::train::trainable::{Method, TrainSpec, Trainable};
-use graft::train::trainer::{lora_sb_gradients, plan_memory, TrainConfig, Trainer};
+use graft::train::trainer::{lora_sb_gradients, plan_memory, MemoryPlan, TrainConfig, Trainer};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -50,6 +50,7 @@ fn cfg(steps: u64, lr: f32, threads: usize) -> TrainConfig {
         checkpoint_activations: false,
         optim: AdamWConfig { lr, total_steps: steps, warmup_steps: 1, min_lr_ratio: 0.1, weight_decay: 0.01, ..AdamWConfig::default() },
         seed: 5,
+        allora_eta: None,
     }
 }
 
@@ -68,7 +69,7 @@ fn batch_loss(model: &Model, t: &Trainable, seqs: &[Sequence]) -> f64 {
     let mut g = t.zero_grads().unwrap();
     let (mut s, mut n) = (0f64, 0);
     for q in seqs {
-        let r = sequence_pass(model, &t.adapter, q, &mut g, PassOptions { checkpoint: false, grad_scale: 1.0 }).unwrap();
+        let r = sequence_pass(model, &t.adapter, q, &mut g, PassOptions::plain(1.0)).unwrap();
         s += r.loss_sum;
         n += r.n_targets;
     }
@@ -107,7 +108,7 @@ fn mapped_gradients_match_finite_differences() {
         t.sync();
         let mut g = t.zero_grads().unwrap();
         for q in &seqs {
-            sequence_pass(&model, &t.adapter, q, &mut g, PassOptions { checkpoint: false, grad_scale: 1.0 }).unwrap();
+            sequence_pass(&model, &t.adapter, q, &mut g, PassOptions::plain(1.0)).unwrap();
         }
         let pg = t.param_grads(&g);
         let sizes = t.param_sizes();
@@ -181,14 +182,18 @@ fn a_non_finite_loss_stops_and_keeps_the_state() {
 fn memory_budget_picks_checkpointing_or_refuses() {
     let model = tiny("mem");
     let s = spec(Method::Vera);
-    assert!(!plan_memory(&model, &s, 64, 2, None).unwrap());
+    assert_eq!(plan_memory(&model, &s, 64, 2, None).unwrap(), MemoryPlan { checkpoint: false, threads: 2 });
     let e = plan_memory(&model, &s, 64, 2, Some(1 << 10)).err().expect("1 KiB refused").to_string();
     assert!(e.contains("needs about") && e.contains("MiB"), "{e}");
     // Between the two estimates, checkpointing is chosen.
     let with = graft::train::trainer::memory_estimate(&model, &s, 512, 2, true);
     let without = graft::train::trainer::memory_estimate(&model, &s, 512, 2, false);
     assert!(with < without);
-    assert!(plan_memory(&model, &s, 512, 2, Some((with + without) / 2)).unwrap());
+    assert_eq!(plan_memory(&model, &s, 512, 2, Some((with + without) / 2)).unwrap(), MemoryPlan { checkpoint: true, threads: 2 });
+    // Below two checkpointed sequences, one at a time.
+    let one = graft::train::trainer::memory_estimate(&model, &s, 512, 1, true);
+    assert!(one < with);
+    assert_eq!(plan_memory(&model, &s, 512, 2, Some(one)).unwrap(), MemoryPlan { checkpoint: true, threads: 1 });
 }
 
 #[test]
@@ -215,4 +220,27 @@ fn the_written_adapter_loads_and_gives_the_same_logits() {
         let d = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
         assert!(d < 1e-4, "{method:?}: logits differ by {d}");
     }
+}
+
+#[test]
+fn allora_scales_the_lora_gradients_per_row() {
+    let model = tiny("allora");
+    let t = trainable(&model, Method::Lora);
+    // Plain and ALLoRA runs from the same state: both learn, and their updates differ.
+    let mut plain = Trainer::new(model.clone(), t.clone(), cfg(6, 2e-2, 2), data(6), Vec::new()).unwrap();
+    let mut c = cfg(6, 2e-2, 2);
+    c.allora_eta = Some(4.0);
+    let mut allora = Trainer::new(model.clone(), t.clone(), c, data(6), Vec::new()).unwrap();
+    let before = batch_loss(&model, &t, &data(6));
+    for _ in 0..6 {
+        plain.step().unwrap();
+        allora.step().unwrap();
+    }
+    let (lp, la) = (batch_loss(&model, &plain.trainable, &data(6)), batch_loss(&model, &allora.trainable, &data(6)));
+    assert!(la < before - 0.02 && lp < before - 0.02, "{before} -> plain {lp}, ALLoRA {la}");
+    assert!((lp - la).abs() > 1e-6, "ALLoRA changed nothing");
+    // Refused for other methods.
+    let mut c = cfg(6, 2e-2, 2);
+    c.allora_eta = Some(4.0);
+    assert!(Trainer::new(model.clone(), trainable(&model, Method::Vera), c, data(6), Vec::new()).is_err());
 }

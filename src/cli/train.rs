@@ -86,6 +86,10 @@ pub struct TrainArgs {
     /// Memory limit (e.g. 1G, 800M): picks activation checkpointing, or refuses with the estimate
     #[arg(long = "max-memory", value_parser = parse_size)]
     pub max_memory: Option<usize>,
+    /// ALLoRA (with --method lora): per-row adaptive gradient scaling with this eta (the largest
+    /// multiplier, at B·A = 0); train with the default alpha = rank (scale 1), as ALLoRA does
+    #[arg(long = "allora")]
+    pub allora: Option<f32>,
     /// Always recompute activations in the backward pass (less memory, one more forward)
     #[arg(long = "activation-checkpointing")]
     pub activation_checkpointing: bool,
@@ -163,8 +167,9 @@ pub fn run(model: Arc<Model>, threads: usize, a: TrainArgs) -> Result<(), String
     let n_tokens: usize = train.iter().map(|s| s.input.len()).sum();
     eprintln!("graft: {} training sequences ({} tokens), {} held out, from {}", train.len(), n_tokens, eval.len(), a.data.display());
     // Memory plan.
-    let ckpt = a.activation_checkpointing || plan_memory(&model, &spec, a.seq, threads.min(a.batch), a.max_memory).map_err(|e| e.to_string())?;
-    let est = memory_estimate(&model, &spec, a.seq, threads.min(a.batch), ckpt);
+    let plan = plan_memory(&model, &spec, a.seq, threads.min(a.batch), a.max_memory).map_err(|e| e.to_string())?;
+    let (ckpt, threads) = (plan.checkpoint || a.activation_checkpointing, plan.threads);
+    let est = memory_estimate(&model, &spec, a.seq, threads, ckpt);
     eprintln!(
         "graft: {} r={} on {} projections/block, {} threads, activation checkpointing {}, estimated peak {} MiB",
         method.name(),
@@ -186,6 +191,7 @@ pub fn run(model: Arc<Model>, threads: usize, a: TrainArgs) -> Result<(), String
         checkpoint_activations: ckpt,
         optim: AdamWConfig { lr, weight_decay: a.weight_decay, warmup_steps: a.warmup, total_steps: a.steps, min_lr_ratio: a.min_lr_ratio, clip_norm: a.clip, ..AdamWConfig::default() },
         seed: a.seed,
+        allora_eta: a.allora,
     };
     let ckpt_dir = a.checkpoint_dir.clone().or_else(|| a.resume.clone()).unwrap_or_else(|| {
         let mut p = a.out.clone().into_os_string();

@@ -68,6 +68,67 @@ pub fn lowrank_backward(
     k.up(&g, r, t, r, None, a, n_in, n_in, None, 1.0, dx, n_in);
 }
 
+/// [`lowrank_backward`] with ALLoRA's per-output-row gradient scaling (ADAPTERS.md §4.19): the
+/// parameter gradients see `dy ⊙ c` (`c` over the `n_out` outputs: `dBᵀ[j, o]` scaled by `c_o`,
+/// `dA` through `diag(c)·B`), while the gradient reaching the input, `dx`, does not.
+#[allow(clippy::too_many_arguments)]
+pub fn lowrank_backward_scaled(
+    dy: &[f32],
+    x: &[f32],
+    ax: &[f32],
+    t: usize,
+    n_in: usize,
+    a: &[f32],
+    bt: &[f32],
+    r: usize,
+    n_out: usize,
+    s: f32,
+    c: &[f32],
+    dx: &mut [f32],
+    da: &mut [f32],
+    dbt: &mut [f32],
+) {
+    assert!(dy.len() == t * n_out && x.len() == t * n_in && ax.len() == t * r && dx.len() == t * n_in && dbt.len() == r * n_out, "lowrank_backward: shapes");
+    assert!(c.len() == n_out && da.len() == r * n_in, "lowrank_backward_scaled: c / da");
+    let k = kern();
+    let mut g = vec![0f32; t * r];
+    k.down(dy, n_out, t, bt, n_out, r, n_out, &mut g, r);
+    g.iter_mut().for_each(|v| *v *= s);
+    k.up(&g, r, t, r, None, a, n_in, n_in, None, 1.0, dx, n_in);
+    let axt = transpose(ax, t, r);
+    k.up(&axt, t, r, t, None, dy, n_out, n_out, Some(c), s, dbt, n_out);
+    let btc: Vec<f32> = bt.chunks_exact(n_out).flat_map(|row| row.iter().zip(c).map(|(b, cc)| b * cc)).collect();
+    k.down(dy, n_out, t, &btc, n_out, r, n_out, &mut g, r);
+    g.iter_mut().for_each(|v| *v *= s);
+    let gt = transpose(&g, t, r);
+    k.up(&gt, t, r, t, None, x, n_in, n_in, None, 1.0, da, n_in);
+}
+
+/// ALLoRA's row scales of a low-rank term: `c_i = 1/√(‖(B·A)_{i,:}‖ + 1/η²)` over the `n_out` rows,
+/// with `‖(B·A)_i‖² = b_iᵀ·(A·Aᵀ)·b_i` (`b_i` row `i` of `B`, from `Bᵀ` `[r, n_out]`).
+pub fn allora_row_scales(a: &[f32], bt: &[f32], r: usize, n_in: usize, n_out: usize, eta: f32) -> Vec<f32> {
+    let mut aat = vec![0f32; r * r];
+    kern().down(a, n_in, r, a, n_in, r, n_in, &mut aat, r);
+    let floor = 1.0 / (eta as f64 * eta as f64);
+    (0..n_out)
+        .map(|i| {
+            let mut q = 0f64;
+            for j in 0..r {
+                let bj = bt[j * n_out + i] as f64;
+                if bj == 0.0 {
+                    continue;
+                }
+                let mut row = 0f64;
+                for k in 0..r {
+                    row += aat[j * r + k] as f64 * bt[k * n_out + i] as f64;
+                }
+                q += bj * row;
+            }
+            (1.0 / (q.max(0.0).sqrt() + floor).sqrt()) as f32
+        })
+        .collect()
+}
+
 /// VeRA's shared projections as the training ops read them.
 #[derive(Clone, Copy)]
 pub struct VeraProj<'a> {

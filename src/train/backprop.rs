@@ -10,7 +10,7 @@
 //! the blocks, for memory of one block instead of all of them). VeRA terms that read the same
 //! input through the same shared projections (q/k/v, gate/up) share one `Â·x` and one `dz·Â`.
 //! The vocabulary head runs in chunks of rows, its logits overwritten by their gradient.
-use super::adapter_grad::{lowrank_backward, lowrank_forward, vera_backward_down, vera_backward_up, vera_down, vera_up, VeraProj};
+use super::adapter_grad::{lowrank_backward, lowrank_backward_scaled, lowrank_forward, vera_backward_down, vera_backward_up, vera_down, vera_up, VeraProj};
 use super::data::Sequence;
 use super::matmul;
 use super::ops::{self, AttnShape, Rope};
@@ -105,14 +105,26 @@ impl Grads {
     }
 }
 
+/// ALLoRA's per-output-row gradient scales of every low-rank term, `[block][projection]`.
+pub type RowScales = [[Option<Vec<f32>>; 7]];
+
 /// How a pass runs.
 #[derive(Clone, Copy, Debug)]
-pub struct PassOptions {
+pub struct PassOptions<'a> {
     /// Keep only each block's input and recompute its activations in the backward pass.
     pub checkpoint: bool,
     /// The gradient computed is that of `grad_scale · Σ token losses` (`1 / n_targets` of the
     /// whole batch gives the batch mean).
     pub grad_scale: f32,
+    /// ALLoRA: scale the low-rank terms' parameter gradients per output row (not `dx`).
+    pub row_scales: Option<&'a RowScales>,
+}
+
+impl PassOptions<'_> {
+    /// No checkpointing, no row scales, gradient of `grad_scale · Σ losses`.
+    pub fn plain(grad_scale: f32) -> PassOptions<'static> {
+        PassOptions { checkpoint: false, grad_scale, row_scales: None }
+    }
 }
 
 /// What a pass returns.
@@ -187,6 +199,7 @@ pub type WeightGradHook<'h> = &'h (dyn Fn(usize, LinearKind, &[f32], &[f32], usi
 /// The shapes and helpers one pass shares.
 struct Ctx<'a> {
     hook: Option<WeightGradHook<'a>>,
+    row_scales: Option<&'a RowScales>,
     model: &'a Model,
     ad: &'a Adapter,
     t: usize,
@@ -256,8 +269,14 @@ impl Ctx<'_> {
             match (self.term(l, kind), gl[kind as usize].as_mut()) {
                 (None, _) => {}
                 (Some(Term::LowRank(lr)), Some(TermGrad::LowRank { da, dbt })) => {
-                    let da = if da.is_empty() { None } else { Some(&mut da[..]) };
-                    lowrank_backward(dy, x, &ls.ad, t, w.n_in, &lr.a, &lr.bt, lr.r, w.n_out, lr.scale, dx, da, dbt);
+                    let c = self.row_scales.and_then(|rs| rs.get(l)).and_then(|b| b[kind as usize].as_deref());
+                    match c {
+                        Some(c) if !da.is_empty() => lowrank_backward_scaled(dy, x, &ls.ad, t, w.n_in, &lr.a, &lr.bt, lr.r, w.n_out, lr.scale, c, dx, da, dbt),
+                        _ => {
+                            let da = if da.is_empty() { None } else { Some(&mut da[..]) };
+                            lowrank_backward(dy, x, &ls.ad, t, w.n_in, &lr.a, &lr.bt, lr.r, w.n_out, lr.scale, dx, da, dbt);
+                        }
+                    }
                 }
                 (Some(Term::Vera(v)), Some(TermGrad::Vera { dlambda_d, dlambda_b })) => {
                     let p = vera_proj(&v.shared);
@@ -361,18 +380,18 @@ impl Ctx<'_> {
 /// respect to every adapter term, added into `grads` (no checkpointing).
 pub fn loss_and_grad(model: &Model, ad: &Adapter, seq: &Sequence, grads: &mut Grads) -> Result<f32> {
     let n = seq.targets.iter().filter(|t| t.is_some()).count();
-    let r = sequence_pass(model, ad, seq, grads, PassOptions { checkpoint: false, grad_scale: 1.0 / n.max(1) as f32 })?;
+    let r = sequence_pass(model, ad, seq, grads, PassOptions::plain(1.0 / n.max(1) as f32))?;
     Ok(if n == 0 { 0.0 } else { (r.loss_sum / n as f64) as f32 })
 }
 
 /// Loss of `seq` under `model` + `ad` (scale 1) and the gradient of `opts.grad_scale · Σ losses`
 /// with respect to every adapter term, added into `grads`.
-pub fn sequence_pass(model: &Model, ad: &Adapter, seq: &Sequence, grads: &mut Grads, opts: PassOptions) -> Result<PassResult> {
+pub fn sequence_pass(model: &Model, ad: &Adapter, seq: &Sequence, grads: &mut Grads, opts: PassOptions<'_>) -> Result<PassResult> {
     sequence_pass_hooked(model, ad, seq, grads, opts, None)
 }
 
 /// [`sequence_pass`], calling `hook` with every projection's input and output gradient.
-pub fn sequence_pass_hooked(model: &Model, ad: &Adapter, seq: &Sequence, grads: &mut Grads, opts: PassOptions, hook: Option<WeightGradHook<'_>>) -> Result<PassResult> {
+pub fn sequence_pass_hooked(model: &Model, ad: &Adapter, seq: &Sequence, grads: &mut Grads, opts: PassOptions<'_>, hook: Option<WeightGradHook<'_>>) -> Result<PassResult> {
     let cfg = &model.config;
     let (d, t) = (cfg.n_embd, seq.input.len());
     if t == 0 || seq.targets.len() != t {
@@ -385,6 +404,7 @@ pub fn sequence_pass_hooked(model: &Model, ad: &Adapter, seq: &Sequence, grads: 
     let rope_q = Rope { n_heads: cfg.n_head, head_dim: cfg.head_dim, n_rot: cfg.n_rot, freq_base: cfg.rope_base, neox: cfg.rope_neox };
     let ctx = Ctx {
         hook,
+        row_scales: opts.row_scales,
         model,
         ad,
         t,

@@ -45,6 +45,9 @@ pub struct TrainConfig {
     pub optim: AdamWConfig,
     /// Seed of the data order.
     pub seed: u64,
+    /// ALLoRA (LoRA only): scale the parameter gradients of each output row by
+    /// `1/√(‖(B·A)_row‖ + 1/η²)`, with this `η`.
+    pub allora_eta: Option<f32>,
 }
 
 /// What one optimizer step did.
@@ -142,26 +145,32 @@ pub fn memory_estimate(model: &Model, spec: &TrainSpec, seq_len: usize, threads:
     model.file_bytes() + state + threads * act + (48 << 20)
 }
 
-/// Chooses activation checkpointing for `max_bytes` (`None`: no limit, keep activations):
-/// without checkpointing if that fits, else with it; an error with the estimate when neither fits.
-pub fn plan_memory(model: &Model, spec: &TrainSpec, seq_len: usize, threads: usize, max_bytes: Option<usize>) -> Result<bool> {
-    let Some(max) = max_bytes else { return Ok(false) };
-    if memory_estimate(model, spec, seq_len, threads, false) <= max {
-        return Ok(false);
+/// How a run fits a memory budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryPlan {
+    /// Recompute activations in the backward pass.
+    pub checkpoint: bool,
+    /// Sequences in flight at once (threads running passes; the rest of a batch waits).
+    pub threads: usize,
+}
+
+/// Fits `max_bytes` (`None`: no limit): keeps activations when that fits, else checkpoints them,
+/// else runs fewer sequences at once (down to one); an error with the smallest estimate when
+/// nothing fits.
+pub fn plan_memory(model: &Model, spec: &TrainSpec, seq_len: usize, threads: usize, max_bytes: Option<usize>) -> Result<MemoryPlan> {
+    let threads = threads.max(1);
+    let Some(max) = max_bytes else { return Ok(MemoryPlan { checkpoint: false, threads }) };
+    for th in (1..=threads).rev() {
+        for checkpoint in [false, true] {
+            if memory_estimate(model, spec, seq_len, th, checkpoint) <= max {
+                return Ok(MemoryPlan { checkpoint, threads: th });
+            }
+        }
     }
-    let with = memory_estimate(model, spec, seq_len, threads, true);
-    if with <= max {
-        return Ok(true);
-    }
+    let least = memory_estimate(model, spec, seq_len, 1, true);
     Err(Error::invalid(
         "train",
-        format!(
-            "needs about {} MiB with activation checkpointing ({} threads x {} tokens), over --max-memory {} MiB; lower --seq, -t or the rank",
-            with >> 20,
-            threads,
-            seq_len,
-            max >> 20
-        ),
+        format!("needs about {} MiB even with activation checkpointing and one sequence at a time ({seq_len} tokens), over --max-memory {} MiB; lower --seq or the rank", least >> 20, max >> 20),
     ))
 }
 
@@ -209,7 +218,7 @@ pub fn lora_sb_gradients(model: &Model, targets: &[LinearKind], batches: &[&[Seq
                     sc.spawn(move || -> Result<()> {
                         let mut g = Grads::zeros_for(empty)?;
                         for s in ch {
-                            super::backprop::sequence_pass_hooked(model, empty, s, &mut g, PassOptions { checkpoint: true, grad_scale: scale }, Some(hook))?;
+                            super::backprop::sequence_pass_hooked(model, empty, s, &mut g, PassOptions { checkpoint: true, grad_scale: scale, row_scales: None }, Some(hook))?;
                         }
                         Ok(())
                     })
@@ -232,6 +241,9 @@ impl Trainer {
         }
         if cfg.batch == 0 || cfg.accum == 0 || cfg.threads == 0 {
             return Err(Error::invalid("train", "batch, accumulation and threads must be at least 1"));
+        }
+        if cfg.allora_eta.is_some() && trainable.spec.method != Method::Lora {
+            return Err(Error::invalid("train", "ALLoRA applies to LoRA only"));
         }
         let opt = AdamW::new(cfg.optim, &trainable.param_sizes());
         let order = epoch_order(train.len(), cfg.seed, 0);
@@ -259,11 +271,27 @@ impl Trainer {
         out
     }
 
+    /// ALLoRA's row scales of every low-rank term, from the current factors.
+    fn row_scales(&self, eta: f32) -> Vec<[Option<Vec<f32>>; 7]> {
+        self.trainable
+            .adapter
+            .layers
+            .iter()
+            .map(|blk| {
+                blk.each_ref().map(|t| match t {
+                    Some(crate::adapter::Term::LowRank(lr)) => Some(super::adapter_grad::allora_row_scales(&lr.a, &lr.bt, lr.r, lr.n_in, lr.n_out, eta)),
+                    _ => None,
+                })
+            })
+            .collect()
+    }
+
     /// Loss and summed gradients of the sequences `idx`, spread over the threads.
     fn batch_grads(&self, idx: &[usize], scale: f32, total: &mut Grads) -> Result<f64> {
         let threads = self.cfg.threads.min(idx.len()).max(1);
         let ad = &self.trainable.adapter;
-        let opts = PassOptions { checkpoint: self.cfg.checkpoint_activations, grad_scale: scale };
+        let scales = self.cfg.allora_eta.map(|eta| self.row_scales(eta));
+        let opts = PassOptions { checkpoint: self.cfg.checkpoint_activations, grad_scale: scale, row_scales: scales.as_deref() };
         let results: Vec<Result<(f64, Grads)>> = std::thread::scope(|sc| {
             let hs: Vec<_> = (0..threads)
                 .map(|ti| {
@@ -362,6 +390,7 @@ impl Trainer {
         m.insert("batch".into(), c.batch.to_string());
         m.insert("accum".into(), c.accum.to_string());
         m.insert("data_seed".into(), c.seed.to_string());
+        m.insert("allora_eta".into(), format!("{:?}", c.allora_eta));
         // The schedule's length may change on resume (to extend a run); everything else may not.
         m.insert("optim".into(), format!("{:?}", AdamWConfig { total_steps: 0, ..c.optim }));
         m.insert("data_hash".into(), format!("{:016x}", self.data_hash));
