@@ -48,5 +48,14 @@ cc -O2 -std=c11 -ffp-contract=off -Icsrc -c csrc/cpu/quant_ref.c -o "$tmp/quant_
     tests/c/cuda_dequant_check.cu "$tmp/quant_ref.o" -o "$tmp/cuda_dequant_check"
 "$tmp/cuda_dequant_check"
 rm -rf "$tmp"
+if [ "$(uname -m)" = x86_64 ] && [ "$(uname -s)" = Linux ]; then
+    # Leak and memory-error check of the adapter registry under concurrency (3 generators against
+    # 1000 load/rescale/swap/unload cycles): AddressSanitizer with LeakSanitizer, which fails the run
+    # on any leak or invalid access. (valgrind runs threads one at a time and the pool's idle workers
+    # spin, so it cannot finish this test.) -Zsanitizer needs RUSTC_BOOTSTRAP on a stable toolchain.
+    echo "== adapter churn under AddressSanitizer + LeakSanitizer" >&2
+    RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zsanitizer=address" CARGO_TARGET_DIR=target/asan \
+        cargo test --quiet --release --target x86_64-unknown-linux-gnu --test adapter_registry 2>&1
+fi
 echo "== cargo test" >&2
 cargo test --all-targets "$@" 2>&1

@@ -70,7 +70,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Reads a graft adapter file (every tensor converted to f32; non-finite values refused).
 pub fn read(path: &Path) -> Result<NativeAdapter> {
-    let f = SafeTensorsFile::open(path)?;
+    read_open(&SafeTensorsFile::open(path)?)
+}
+
+/// The adapter at `path` if it is a safetensors file whose metadata says graft adapter (`None`
+/// otherwise), parsing the file once.
+pub fn read_if_graft(path: &Path) -> Result<Option<NativeAdapter>> {
+    let Ok(f) = SafeTensorsFile::open(path) else { return Ok(None) };
+    if !f.metadata().iter().any(|(k, v)| k == "format" && v == FORMAT) {
+        return Ok(None);
+    }
+    read_open(&f).map(Some)
+}
+
+fn read_open(f: &SafeTensorsFile) -> Result<NativeAdapter> {
     let file = f.file_name().to_string();
     let meta: HashMap<&str, &str> = f.metadata().iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     if meta.get("format") != Some(&FORMAT) {

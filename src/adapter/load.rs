@@ -22,12 +22,10 @@ pub fn read_native(path: &Path) -> Result<NativeAdapter> {
         f.read_exact(&mut magic).map_err(|e| Error::io(path, e))?;
     }
     if &magic == b"GGUF" {
-        gguf_lora::read(path)
-    } else if graft_format::is_graft_file(path) {
-        graft_format::read(path)
-    } else {
-        Err(Error::format(path.display().to_string(), "magic", "neither a GGUF LoRA, a graft adapter nor a PEFT directory"))
+        return gguf_lora::read(path);
     }
+    graft_format::read_if_graft(path)?
+        .ok_or_else(|| Error::format(path.display().to_string(), "magic", "neither a GGUF LoRA, a graft adapter nor a PEFT directory"))
 }
 
 /// A name for the adapter at `path` (its file stem).
