@@ -4,10 +4,11 @@
 //! Layers, lowest first: [`error`], [`format`] (GGUF and safetensors parsing), [`quant`] (block
 //! formats), [`kernels`] (the C kernels behind a run-time ISA table), [`model`] (the llama
 //! forward pass, tokenizer, sampler), [`adapter`] (adapter methods, files and registry), [`train`]
-//! (the forward/backward ops of adapter training).
+//! (the forward/backward ops of adapter training), and [`capi`] (the C API behind `include/graft.h`).
 #![warn(missing_docs)]
 
 pub mod adapter;
+pub mod capi;
 pub mod error;
 pub mod format;
 pub mod kernels;
