@@ -3,6 +3,7 @@
 #   - libclang (for the bindgen staleness check of csrc/kernels.h against src/kernels/sys.rs),
 #   - the default model (scripts/fetch-model.sh, cached in models/) and the test adapters
 #     (scripts/make-test-adapters.sh),
+#   - valgrind and pkg-config, for the C API test (tests/capi_c.rs),
 #   - cargo test of every unit and integration test (the model tests run the real model).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +30,10 @@ if command -v aarch64-linux-gnu-gcc >/dev/null && command -v qemu-aarch64 >/dev/
     rm -rf "$tmp"
 else
     echo "SKIP: no aarch64 cross compiler or qemu-aarch64 (apt-get install gcc-aarch64-linux-gnu qemu-user)" >&2
+fi
+if ! command -v valgrind >/dev/null || ! command -v pkg-config >/dev/null; then
+    echo "== installing valgrind and pkg-config for the C API test" >&2
+    apt_install valgrind pkg-config || echo "could not install them: the C API test falls back to ASan and skips pkg-config" >&2
 fi
 echo "== fetching the default model, making the test adapters" >&2
 ./scripts/fetch-model.sh
