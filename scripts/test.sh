@@ -6,6 +6,7 @@
 #   - nvcc from PyPI (scripts/install-nvcc.sh), then the CUDA kernels compiled warning-free and the
 #     `cuda` tests built with the `cuda` feature (no GPU here: the GPU tests print SKIP), and the
 #     CUDA decoders built for the host and checked against the C reference,
+#   - valgrind and pkg-config, for the C API test (tests/capi_c.rs),
 #   - cargo test of every unit and integration test (the model tests run the real model).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +33,10 @@ if command -v aarch64-linux-gnu-gcc >/dev/null && command -v qemu-aarch64 >/dev/
     rm -rf "$tmp"
 else
     echo "SKIP: no aarch64 cross compiler or qemu-aarch64 (apt-get install gcc-aarch64-linux-gnu qemu-user)" >&2
+fi
+if ! command -v valgrind >/dev/null || ! command -v pkg-config >/dev/null; then
+    echo "== installing valgrind and pkg-config for the C API test" >&2
+    apt_install valgrind pkg-config || echo "could not install them: the C API test falls back to ASan and skips pkg-config" >&2
 fi
 echo "== fetching the default model, making the test adapters" >&2
 ./scripts/fetch-model.sh

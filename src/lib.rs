@@ -4,11 +4,13 @@
 //! Layers, lowest first: [`error`], [`format`] (GGUF and safetensors parsing), [`quant`] (block
 //! formats), [`kernels`] (the C kernels behind a run-time ISA table), [`model`] (the llama
 //! forward pass, tokenizer, sampler), [`adapter`] (adapter methods, files and registry), [`train`]
-//! (the forward/backward ops of adapter training), [`cuda`] (the CUDA backend: compiled with the
-//! `cuda` feature, a stub that says so without it).
+//! (adapter training: backward pass, methods, trainer), [`cuda`] (the CUDA backend: compiled with
+//! the `cuda` feature, a stub that says so without it), and [`capi`] (the C API behind
+//! `include/graft.h`).
 #![warn(missing_docs)]
 
 pub mod adapter;
+pub mod capi;
 pub mod cuda;
 pub mod error;
 pub mod format;
