@@ -94,6 +94,10 @@ typedef struct graft_model graft_model;
 // adapter set. Created by `graft_session_new`, released by `graft_session_free`.
 typedef struct graft_session graft_session;
 
+// A training run on a model (opaque). Created by `graft_trainer_new`, released by
+// `graft_trainer_free`.
+typedef struct graft_trainer graft_trainer;
+
 // Options of `graft_model_load`. Fill with `graft_model_options_default` first, then change
 // fields, so that code keeps compiling with the same meaning when fields are added.
 typedef struct graft_model_options {
@@ -206,6 +210,70 @@ typedef struct graft_perplexity_result {
   // Chunks evaluated.
   uint64_t n_chunks;
 } graft_perplexity_result;
+
+// Options of `graft_trainer_new`. Fill with `graft_train_options_default` first, then change
+// fields. Zero in a numeric field means "the default" where stated.
+typedef struct graft_train_options {
+  // Method: "vera", "loldu", "lora-xs", "lora-sb", "lora" or "ffa-lora". Required.
+  const char *method;
+  // Training data: plain text, or JSONL of {"text"}, {"prompt","completion"} or {"messages"}.
+  // Required.
+  const char *data_path;
+  // Adapted projections, e.g. "q,k,v,o,gate,up,down" (NULL: all seven).
+  const char *targets;
+  // A checkpoint file written by `graft_trainer_checkpoint` to continue from (NULL: start anew).
+  // The other options must be those of the run that wrote it (except `steps` and `threads`).
+  const char *resume_path;
+  // Rank (0: 256 for VeRA, 16 otherwise).
+  uint32_t rank;
+  // Alpha, the scale being alpha/rank (0: rank; LoLDU: 1).
+  float alpha;
+  // Optimizer steps of the schedule (the cosine decay ends there). Default 100.
+  uint64_t steps;
+  // Sequences per micro-batch. Default 4.
+  uint32_t batch;
+  // Micro-batches per optimizer step. Default 1.
+  uint32_t accum;
+  // Tokens per sequence. Default 256.
+  uint32_t seq_len;
+  // Peak learning rate (0: 1e-2 for VeRA, LoLDU, LoRA-XS, LoRA-SB; 2e-4 for LoRA, FFA-LoRA).
+  float lr;
+  // Linear warm-up steps. Default 0.
+  uint64_t warmup_steps;
+  // AdamW decoupled weight decay. Default 0.
+  float weight_decay;
+  // Global gradient-norm clip (0: none). Default 1.
+  float clip_norm;
+  // Seed of the initialisation and the data order. Default 0.
+  uint64_t seed;
+  // Threads (0: the model's). Each runs whole sequences of a batch.
+  uint32_t threads;
+  // Bytes the run may take (0: no limit): activations are checkpointed, or fewer sequences run
+  // at once, to fit; `GRAFT_STATUS_ERR_MEMORY_BUDGET` with the estimate if nothing fits.
+  uint64_t max_memory;
+  // Fraction of the sequences held out for `graft_trainer_eval_loss`. Default 0.05.
+  double eval_fraction;
+} graft_train_options;
+
+// What the progress callback of `graft_trainer_step` receives after each optimizer step.
+typedef struct graft_train_progress {
+  // Steps done so far.
+  uint64_t step;
+  // Steps of the schedule.
+  uint64_t steps;
+  // Mean token loss of this step's batches.
+  double loss;
+  // Gradient norm before clipping.
+  float grad_norm;
+  // Learning rate used.
+  float lr;
+  // Tokens per second of this step.
+  double tokens_per_second;
+} graft_train_progress;
+
+// Called after each optimizer step with `user` and the step's figures; returning false stops
+// `graft_trainer_step` after this step (the step itself is kept).
+typedef bool (*graft_train_progress_fn)(void *user, const struct graft_train_progress *progress);
 
 #ifdef __cplusplus
 extern "C" {
@@ -580,6 +648,82 @@ enum GraftStatus graft_perplexity(struct graft_session *session,
                                   size_t n_tokens,
                                   size_t n_ctx,
                                   struct graft_perplexity_result *out_result);
+
+// Fills `options` with the defaults (method and data path NULL: they must be set).
+//
+// Ownership: `options` is the caller's; graft only writes it.
+// Thread safety: callable from any thread.
+//
+// # Safety
+// `options` is NULL or points to writable memory for one `graft_train_options`.
+enum GraftStatus graft_train_options_default(struct graft_train_options *options);
+
+// Creates a trainer of an adapter over `model`'s frozen weights: reads and packs the data,
+// initialises the adapter (or resumes the checkpoint at `resume_path`), and plans memory.
+//
+// Ownership: the trainer keeps the model alive; free it with `graft_trainer_free`. `options`
+// and its strings are only read during the call.
+// Thread safety: callable from any thread; the trainer is then used by one call at a time.
+//
+// # Safety
+// `options` is NULL or points to an initialized `graft_train_options` whose string fields are
+// NULL or NUL-terminated; `out_trainer` is NULL or writable for one pointer.
+enum GraftStatus graft_trainer_new(const struct graft_model *model,
+                                   const struct graft_train_options *options,
+                                   struct graft_trainer **out_trainer);
+
+// Runs up to `n_steps` optimizer steps (never past the schedule's `steps`), calling `progress`
+// (if not NULL) after each; it stops early when `progress` returns false. Writes the steps done
+// so far (in total) to `*out_steps_done` when that is not NULL. A non-finite loss or gradient is
+// an error that leaves the adapter and optimizer as before the failing step.
+//
+// Ownership: `user` is passed to `progress` untouched; the progress struct is valid only during
+// the callback.
+// Thread safety: one call at a time per trainer (`GRAFT_STATUS_ERR_BUSY` otherwise, also from the
+// callback); the callback runs on the calling thread.
+//
+// # Safety
+// `progress`, if not NULL, is a function safe to call with `user`; `out_steps_done` is NULL or
+// writable for one `uint64_t`.
+enum GraftStatus graft_trainer_step(struct graft_trainer *trainer,
+                                    uint64_t n_steps,
+                                    graft_train_progress_fn progress,
+                                    void *user,
+                                    uint64_t *out_steps_done);
+
+// Writes the mean token loss of the held-out sequences under the current adapter to `*out_loss`
+// (NaN when nothing was held out).
+//
+// Thread safety: one call at a time per trainer.
+//
+// # Safety
+// `out_loss` is NULL or writable for one double.
+enum GraftStatus graft_trainer_eval_loss(struct graft_trainer *trainer, double *out_loss);
+
+// Writes a checkpoint (adapter, optimizer state, data position, settings) to the file `path`,
+// atomically: a crash leaves the old file or the new one, never a torn one.
+//
+// Thread safety: one call at a time per trainer.
+//
+// # Safety
+// `path` is NULL or a NUL-terminated string.
+enum GraftStatus graft_trainer_checkpoint(struct graft_trainer *trainer, const char *path);
+
+// Saves the adapter as trained so far to `path` in graft's format (atomically); it loads with
+// `graft_adapter_load` and the CLI's `-a`.
+//
+// Thread safety: one call at a time per trainer.
+//
+// # Safety
+// `path` is NULL or a NUL-terminated string.
+enum GraftStatus graft_trainer_save_adapter(struct graft_trainer *trainer, const char *path);
+
+// Releases a trainer. NULL is accepted and does nothing; a freed handle is
+// `GRAFT_STATUS_ERR_INVALID_HANDLE`.
+//
+// Ownership: takes the caller's handle; it is invalid afterwards.
+// Thread safety: callable from any thread; a call in progress on it finishes first.
+enum GraftStatus graft_trainer_free(struct graft_trainer *trainer);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -8,7 +8,8 @@
 //! - NULL pointers and bad lengths are errors; handles are ids looked up in a table
 //!   (`handle.rs`), so a freed handle, or one of another kind, is an error and not a use after free.
 //!
-//! Thin: every function maps its arguments onto [`crate::model`] and [`crate::adapter`].
+//! Thin: every function maps its arguments onto [`crate::model`], [`crate::adapter`] and
+//! [`crate::train`].
 // The C names (`graft_model`, `graft_session_options`) keep C's spelling.
 #![allow(non_camel_case_types)]
 use std::cell::RefCell;
@@ -27,6 +28,8 @@ pub mod session;
 pub mod text;
 
 pub mod generate;
+
+pub mod train;
 
 /// The status every function of the C API returns: `GRAFT_STATUS_OK` (0) or an error whose message
 /// `graft_last_error` gives.

@@ -2,11 +2,11 @@
 //! (loss, eval loss, tokens/s, ETA), atomic checkpoints and resume, and one closing stdout line
 //! `done: steps=N loss=X eval_loss=Y tok_s=Z peak_mib=M`.
 use graft::adapter::graft_format;
-use graft::model::{LinearKind, Model};
-use graft::train::data::{self, ChatTemplate};
+use graft::model::Model;
+use graft::train::data;
 use graft::train::optim::AdamWConfig;
-use graft::train::trainable::{Method, TrainSpec, Trainable};
-use graft::train::trainer::{lora_sb_gradients, memory_estimate, plan_memory, TrainConfig, Trainer};
+use graft::train::trainable::{parse_targets, Method, TrainSpec};
+use graft::train::trainer::{memory_estimate, plan_memory, TrainConfig, Trainer};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -112,31 +112,6 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
     Ok((v * mul as f64) as usize)
 }
 
-/// Parses `q,k,v,o,gate,up,down` (GGUF names `attn_q`, ... accepted too).
-pub fn parse_targets(s: &str) -> Result<Vec<LinearKind>, String> {
-    let mut out = Vec::new();
-    for p in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let k = match p {
-            "q" | "q_proj" => LinearKind::Q,
-            "k" | "k_proj" => LinearKind::K,
-            "v" | "v_proj" => LinearKind::V,
-            "o" | "o_proj" => LinearKind::O,
-            "gate" | "gate_proj" => LinearKind::Gate,
-            "up" | "up_proj" => LinearKind::Up,
-            "down" | "down_proj" => LinearKind::Down,
-            other => LinearKind::ALL.into_iter().find(|k| k.gguf_name() == other).ok_or_else(|| format!("unknown target {other:?} (q,k,v,o,gate,up,down)"))?,
-        };
-        if !out.contains(&k) {
-            out.push(k);
-        }
-    }
-    if out.is_empty() {
-        return Err("no targets".into());
-    }
-    out.sort_by_key(|k| *k as usize);
-    Ok(out)
-}
-
 fn peak_rss() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -151,19 +126,13 @@ fn fmt_loss(v: Option<f64>) -> String {
 pub fn run(model: Arc<Model>, threads: usize, a: TrainArgs) -> Result<(), String> {
     let method = Method::parse(&a.method).map_err(|e| e.to_string())?;
     let rank = a.rank.unwrap_or(method.default_rank());
-    let targets = parse_targets(&a.targets)?;
+    let targets = parse_targets(&a.targets).map_err(|e| e.to_string())?;
     let spec = TrainSpec { method, rank, alpha: a.alpha.unwrap_or(method.default_alpha(rank)), targets, seed: a.seed, vera_d_initial: a.d_initial };
     if a.seq == 0 || a.batch == 0 || a.accum == 0 || a.steps == 0 {
         return Err("--seq, --batch, --accum and --steps must be at least 1".into());
     }
     // Data.
-    let chat = model.chat_template().and_then(|t| ChatTemplate::from_jinja(t).ok());
-    let examples = data::load(&a.data, &model.tokenizer, chat.as_ref()).map_err(|e| e.to_string())?;
-    let seqs = data::pack(&examples, a.seq);
-    let (train, eval) = data::split_holdout(seqs, a.eval_fraction);
-    if train.is_empty() {
-        return Err(format!("{}: no training sequences", a.data.display()));
-    }
+    let (train, eval) = data::load_for_training(&a.data, &model, a.seq, a.eval_fraction).map_err(|e| e.to_string())?;
     let n_tokens: usize = train.iter().map(|s| s.input.len()).sum();
     eprintln!("graft: {} training sequences ({} tokens), {} held out, from {}", train.len(), n_tokens, eval.len(), a.data.display());
     // Memory plan.
@@ -200,23 +169,12 @@ pub fn run(model: Arc<Model>, threads: usize, a: TrainArgs) -> Result<(), String
     });
     let ckpt_file = ckpt_dir.join("checkpoint.safetensors");
     let t_init = Instant::now();
-    let mut trainer = if let Some(dir) = &a.resume {
-        let f = dir.join("checkpoint.safetensors");
-        let t = Trainer::resume(model.clone(), spec, cfg, train, eval, &f).map_err(|e| e.to_string())?;
-        eprintln!("graft: resumed {} at step {}", f.display(), t.steps_done());
-        t
-    } else {
-        let sb = if method == Method::LoraSb {
-            let first: Vec<_> = train.iter().take(a.batch).cloned().collect();
-            let g = lora_sb_gradients(&model, &spec.targets, &[&first], threads).map_err(|e| e.to_string())?;
-            Some((g, lr as f64 / a.warmup.max(1) as f64))
-        } else {
-            None
-        };
-        let tr = Trainable::init(&model, spec, sb.as_ref().map(|(g, eta)| (g.as_slice(), *eta))).map_err(|e| e.to_string())?;
-        drop(sb);
-        Trainer::new(model.clone(), tr, cfg, train, eval).map_err(|e| e.to_string())?
-    };
+    let resume = a.resume.as_ref().map(|d| d.join("checkpoint.safetensors"));
+    let trainer = Trainer::start(model.clone(), spec, cfg, train, eval, resume.as_deref()).map_err(|e| e.to_string())?;
+    if let Some(f) = &resume {
+        eprintln!("graft: resumed {} at step {}", f.display(), trainer.steps_done());
+    }
+    let mut trainer = trainer;
     eprintln!(
         "graft: {} trainable parameters, initialised in {:.2} s",
         trainer.trainable.adapter.trainable_params,

@@ -193,3 +193,18 @@ pub fn split_holdout(seqs: Vec<Sequence>, fraction: f64) -> (Vec<Sequence>, Vec<
     }
     (train, eval)
 }
+
+/// Training and held-out sequences of `seq_len` tokens from the file at `path` (text or JSONL, chat
+/// records rendered with `model`'s chat template), about `eval_fraction` held out.
+pub fn load_for_training(path: &Path, model: &crate::model::Model, seq_len: usize, eval_fraction: f64) -> Result<(Vec<Sequence>, Vec<Sequence>)> {
+    if seq_len == 0 {
+        return Err(Error::invalid("train", "sequence length 0"));
+    }
+    let chat = model.chat_template().and_then(|t| ChatTemplate::from_jinja(t).ok());
+    let examples = load(path, &model.tokenizer, chat.as_ref())?;
+    let (train, eval) = split_holdout(pack(&examples, seq_len), eval_fraction);
+    if train.is_empty() {
+        return Err(Error::format(path.display().to_string(), "records", "no training sequences"));
+    }
+    Ok((train, eval))
+}

@@ -93,6 +93,35 @@ impl Method {
     }
 }
 
+/// Parses a target list `q,k,v,o,gate,up,down` (HF names `q_proj`, ... and GGUF names `attn_q`,
+/// ... accepted too) into projections in block order.
+pub fn parse_targets(s: &str) -> Result<Vec<LinearKind>> {
+    let mut out = Vec::new();
+    for p in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let k = match p {
+            "q" | "q_proj" => LinearKind::Q,
+            "k" | "k_proj" => LinearKind::K,
+            "v" | "v_proj" => LinearKind::V,
+            "o" | "o_proj" => LinearKind::O,
+            "gate" | "gate_proj" => LinearKind::Gate,
+            "up" | "up_proj" => LinearKind::Up,
+            "down" | "down_proj" => LinearKind::Down,
+            other => LinearKind::ALL
+                .into_iter()
+                .find(|k| k.gguf_name() == other)
+                .ok_or_else(|| Error::invalid("train", format!("unknown target {other:?} (q,k,v,o,gate,up,down)")))?,
+        };
+        if !out.contains(&k) {
+            out.push(k);
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::invalid("train", "no target projections"));
+    }
+    out.sort_by_key(|k| *k as usize);
+    Ok(out)
+}
+
 /// What to train.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainSpec {

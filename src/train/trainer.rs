@@ -234,6 +234,24 @@ pub fn lora_sb_gradients(model: &Model, targets: &[LinearKind], batches: &[&[Seq
 }
 
 impl Trainer {
+    /// A run resumed from the checkpoint file `resume`, or a fresh one: LoRA-SB initialised from
+    /// the base weights' gradient on the first batch (effective step `lr / max(warm-up, 1)`),
+    /// the other methods from their seeded initialisations.
+    pub fn start(model: Arc<Model>, spec: TrainSpec, cfg: TrainConfig, train: Vec<Sequence>, eval: Vec<Sequence>, resume: Option<&Path>) -> Result<Trainer> {
+        if let Some(p) = resume {
+            return Trainer::resume(model, spec, cfg, train, eval, p);
+        }
+        let trainable = if spec.method == Method::LoraSb {
+            let first: Vec<Sequence> = train.iter().take(cfg.batch).cloned().collect();
+            let g = lora_sb_gradients(&model, &spec.targets, &[&first], cfg.threads)?;
+            let eta = cfg.optim.lr as f64 / cfg.optim.warmup_steps.max(1) as f64;
+            Trainable::init(&model, spec, Some((&g, eta)))?
+        } else {
+            Trainable::init(&model, spec, None)?
+        };
+        Trainer::new(model, trainable, cfg, train, eval)
+    }
+
     /// A run from step 0.
     pub fn new(model: Arc<Model>, trainable: Trainable, cfg: TrainConfig, train: Vec<Sequence>, eval: Vec<Sequence>) -> Result<Trainer> {
         if train.is_empty() {

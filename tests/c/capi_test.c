@@ -1,6 +1,7 @@
 /*
  * The C API from C: load a model, tokenize, evaluate, generate (with a callback that stops it),
- * swap adapters per session, perplexity, the memory budget, threads, and the error paths (NULL
+ * swap adapters per session, perplexity, the memory budget, threads, training (step with a progress
+ * callback that stops it, checkpoint, resume, save and load the adapter), and the error paths (NULL
  * pointers, bad paths and lengths, stale handles, a re-entrant call). Built and run by
  * tests/capi_c.rs on the default model, and under valgrind (or ASan) on a tiny model; the checks
  * hold for any llama model and two adapters that fit it.
@@ -12,6 +13,7 @@
  *
  * Prints "N passed, N failed" last; exits 0 only when nothing failed.
  */
+#define _POSIX_C_SOURCE 200809L /* mkdtemp, unlink, rmdir */
 #include "graft.h"
 
 #include <math.h>
@@ -20,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static int passed, failed;
 
@@ -536,6 +539,100 @@ typedef struct {
     GraftStatus st;
 } thread_job;
 
+typedef struct {
+    int calls;
+    int stop_after;
+    double first_loss, last_loss;
+    graft_trainer *self;
+    GraftStatus reentrant;
+} train_cb_t;
+
+static bool on_step(void *user, const graft_train_progress *p) {
+    train_cb_t *c = user;
+    c->calls++;
+    if (c->calls == 1) {
+        c->first_loss = p->loss;
+        /* A call on the trainer from its own callback is refused, not a deadlock. */
+        c->reentrant = graft_trainer_checkpoint(c->self, "/nonexistent/x");
+    }
+    c->last_loss = p->loss;
+    return c->calls < c->stop_after;
+}
+
+/* Training from C on the loaded model: a VeRA adapter over a short repeated text. */
+static void test_train(graft_model *m) {
+    char dir[] = "/tmp/graft-capi-train-XXXXXX";
+    REQUIRE(mkdtemp(dir) != NULL ? GRAFT_STATUS_OK : GRAFT_STATUS_ERR_IO);
+    char data[256], ckpt[256], adapter[256];
+    snprintf(data, sizeof data, "%s/data.txt", dir);
+    snprintf(ckpt, sizeof ckpt, "%s/run.ckpt", dir);
+    snprintf(adapter, sizeof adapter, "%s/vera.safetensors", dir);
+    FILE *f = fopen(data, "w");
+    REQUIRE(f != NULL ? GRAFT_STATUS_OK : GRAFT_STATUS_ERR_IO);
+    for (int i = 0; i < 24; i++) fputs("The code word is ZORBLAX. ", f);
+    fclose(f);
+
+    graft_train_options o;
+    REQUIRE(graft_train_options_default(&o));
+    CHECK(o.steps > 0 && o.batch > 0 && o.seq_len > 0 && o.method == NULL);
+    graft_trainer *t = NULL;
+    EXPECT(graft_trainer_new(m, &o, &t), GRAFT_STATUS_ERR_NULL_POINTER); /* no method */
+    EXPECT(graft_trainer_new(m, NULL, &t), GRAFT_STATUS_ERR_NULL_POINTER);
+    o.method = "dora";
+    o.data_path = data;
+    EXPECT(graft_trainer_new(m, &o, &t), GRAFT_STATUS_ERR_INVALID_ARGUMENT);
+    CHECK(last_error_contains("unknown method"));
+    o.method = "vera";
+    o.rank = 8;
+    o.seq_len = 16;
+    o.batch = 2;
+    o.steps = 4;
+    o.lr = 3e-2f;
+    o.max_memory = 1024;
+    EXPECT(graft_trainer_new(m, &o, &t), GRAFT_STATUS_ERR_MEMORY_BUDGET);
+    CHECK(last_error_contains("needs about"));
+    o.max_memory = 0;
+    o.data_path = "/nonexistent/data.txt";
+    EXPECT(graft_trainer_new(m, &o, &t), GRAFT_STATUS_ERR_IO);
+    o.data_path = data;
+    REQUIRE(graft_trainer_new(m, &o, &t));
+
+    /* Two steps, the callback stopping after the second. */
+    train_cb_t cb = {0, 2, 0, 0, t, GRAFT_STATUS_OK};
+    uint64_t done = 0;
+    OK(graft_trainer_step(t, 10, on_step, &cb, &done));
+    CHECK(cb.calls == 2 && done == 2);
+    CHECK(cb.reentrant == GRAFT_STATUS_ERR_BUSY);
+    CHECK(isfinite(cb.first_loss) && cb.first_loss > 0.0);
+    double eval = 0;
+    OK(graft_trainer_eval_loss(t, &eval));
+    CHECK(isfinite(eval) || isnan(eval));
+    OK(graft_trainer_checkpoint(t, ckpt));
+    /* The rest without a callback: never past the schedule's 4 steps. */
+    OK(graft_trainer_step(t, 10, NULL, NULL, &done));
+    CHECK(done == 4);
+    OK(graft_trainer_save_adapter(t, adapter));
+    OK(graft_trainer_free(t));
+    EXPECT(graft_trainer_step(t, 1, NULL, NULL, NULL), GRAFT_STATUS_ERR_INVALID_HANDLE);
+
+    /* Resumed from the checkpoint at step 2, it finishes at step 4. */
+    o.resume_path = ckpt;
+    graft_trainer *r = NULL;
+    REQUIRE(graft_trainer_new(m, &o, &r));
+    OK(graft_trainer_step(r, 100, NULL, NULL, &done));
+    CHECK(done == 4);
+    OK(graft_trainer_free(r));
+    o.resume_path = NULL;
+
+    /* The saved adapter loads like any other. */
+    OK(graft_adapter_load(m, "trained", adapter, 1.0f));
+    OK(graft_adapter_unload(m, "trained"));
+    unlink(data);
+    unlink(ckpt);
+    unlink(adapter);
+    rmdir(dir);
+}
+
 static void *generate_on_own_session(void *arg) {
     thread_job *j = (thread_job *)arg;
     graft_session_options so;
@@ -659,6 +756,7 @@ int main(int argc, char **argv) {
     test_handles(m);
     test_threads(m, ids, n, ref->tokens);
     test_budget(model_path, &info, ids, n);
+    test_train(m);
 
     free(ref);
     free(base);
