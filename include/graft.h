@@ -436,6 +436,21 @@ enum GraftStatus graft_adapter_list_get(const struct graft_adapter_list *list,
 // Thread safety: callable from any thread; not while another thread still reads its strings.
 enum GraftStatus graft_adapter_list_free(struct graft_adapter_list *list);
 
+// Converts the adapter file at `src` (a GGUF LoRA, a graft file or a PEFT directory) to `format`
+// at `out`: "graft" (graft's file, recording the model's fingerprint), "peft" (a PEFT directory)
+// or "gguf-lora" (llama.cpp's GGUF LoRA; every method that folds into LoRA). The adapter is checked
+// against `model` first; it is not loaded into the model's registry.
+//
+// Ownership: the strings are borrowed for the call only.
+// Thread safety: callable from any thread, concurrently.
+//
+// # Safety
+// `src`, `format` and `out` are NULL or NUL-terminated strings.
+enum GraftStatus graft_adapter_export(const struct graft_model *model,
+                                      const char *src,
+                                      const char *format,
+                                      const char *out);
+
 // Fills `options` with the defaults: the model's threads and context, temperature 0.8, top-p
 // 0.95, seed 42.
 //

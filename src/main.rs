@@ -385,30 +385,11 @@ fn run(cli: Cli) -> Result<(), String> {
             }
         }
         Cmd::Export { adapter, to, out, m } => {
-            let native = adapter::load::read_native(&adapter).map_err(|e| e.to_string())?;
+            let fmt = adapter::export::Format::parse(&to).map_err(|e| e.to_string())?;
             let path = model_path(&m);
             let model = Model::load(&path).map_err(|e| e.to_string())?;
             let t0 = Instant::now();
-            match to.as_str() {
-                "graft" => {
-                    let mut n = native.clone();
-                    // Check it fits, and record the base it was made for.
-                    n.build(adapter::load::name_of(&adapter), &model).map_err(|e| e.to_string())?;
-                    n.base_fingerprint = Some(model.fingerprint());
-                    adapter::graft_format::write(&out, &n).map_err(|e| e.to_string())?;
-                }
-                "peft" => {
-                    native.build(adapter::load::name_of(&adapter), &model).map_err(|e| e.to_string())?;
-                    let n = native.with_qk_rows("hf", model.config.n_head, model.config.n_head_kv).map_err(|e| e.to_string())?;
-                    adapter::peft::write(&out, &n, path.file_name().and_then(|s| s.to_str())).map_err(|e| e.to_string())?;
-                }
-                "gguf-lora" => {
-                    let ad = native.build(adapter::load::name_of(&adapter), &model).map_err(|e| e.to_string())?;
-                    let layers = adapter::native::fold_to_lora(&ad).map_err(|e| e.to_string())?;
-                    adapter::gguf_lora::write(&out, &layers).map_err(|e| e.to_string())?;
-                }
-                t => return Err(format!("--to {t:?}: expected graft, peft or gguf-lora")),
-            }
+            adapter::export::export(&adapter, fmt, &out, &model, path.file_name().and_then(|s| s.to_str())).map_err(|e| e.to_string())?;
             eprintln!("graft: wrote {} ({to}) in {:.0} ms", out.display(), t0.elapsed().as_secs_f64() * 1e3);
         }
         Cmd::Swap { m, prompt, n, rounds } => {

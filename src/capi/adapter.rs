@@ -1,4 +1,4 @@
-//! Adapters of a model handle: load, unload, set scale, list. They live in the model's
+//! Adapters of a model handle: load, unload, set scale, list, export. They live in the model's
 //! [`crate::adapter::Registry`]; sessions name the ones they use (`graft_session_set_adapters`).
 use super::handle::Table;
 use super::model::{graft_model, MODELS};
@@ -190,6 +190,28 @@ pub extern "C" fn graft_adapter_list_free(list: *mut graft_adapter_list) -> Graf
             return Ok(());
         }
         drop(LISTS.remove(list)?);
+        Ok(())
+    })
+}
+
+/// Converts the adapter file at `src` (a GGUF LoRA, a graft file or a PEFT directory) to `format`
+/// at `out`: "graft" (graft's file, recording the model's fingerprint), "peft" (a PEFT directory)
+/// or "gguf-lora" (llama.cpp's GGUF LoRA; every method that folds into LoRA). The adapter is checked
+/// against `model` first; it is not loaded into the model's registry.
+///
+/// Ownership: the strings are borrowed for the call only.
+/// Thread safety: callable from any thread, concurrently.
+///
+/// # Safety
+/// `src`, `format` and `out` are NULL or NUL-terminated strings.
+#[no_mangle]
+pub unsafe extern "C" fn graft_adapter_export(model: *const graft_model, src: *const c_char, format: *const c_char, out: *const c_char) -> GraftStatus {
+    ffi("graft_adapter_export", || {
+        // SAFETY: the caller guarantees the strings are NULL or NUL-terminated.
+        let (src, format, out) = unsafe { (arg_str(src, "src")?, arg_str(format, "format")?, arg_str(out, "out")?) };
+        let mh = MODELS.get(model)?;
+        let fmt = crate::adapter::export::Format::parse(format)?;
+        crate::adapter::export::export(Path::new(src), fmt, Path::new(out), &mh.model, None)?;
         Ok(())
     })
 }

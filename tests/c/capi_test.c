@@ -624,9 +624,17 @@ static void test_train(graft_model *m) {
     OK(graft_trainer_free(r));
     o.resume_path = NULL;
 
-    /* The saved adapter loads like any other. */
+    /* The saved adapter loads like any other, and exports (VeRA folds into a GGUF LoRA). */
     OK(graft_adapter_load(m, "trained", adapter, 1.0f));
     OK(graft_adapter_unload(m, "trained"));
+    char exported[256];
+    snprintf(exported, sizeof exported, "%s/vera-lora.gguf", dir);
+    OK(graft_adapter_export(m, adapter, "gguf-lora", exported));
+    OK(graft_adapter_load(m, "exported", exported, 1.0f));
+    OK(graft_adapter_unload(m, "exported"));
+    EXPECT(graft_adapter_export(m, adapter, "onnx", exported), GRAFT_STATUS_ERR_INVALID_ARGUMENT);
+    EXPECT(graft_adapter_export(m, "/nonexistent", "graft", exported), GRAFT_STATUS_ERR_IO);
+    unlink(exported);
     unlink(data);
     unlink(ckpt);
     unlink(adapter);
@@ -645,10 +653,32 @@ static void *generate_on_own_session(void *arg) {
     return NULL;
 }
 
-/* Two threads generate on sessions of one model at once; each gets the single-threaded result. */
-static void test_threads(graft_model *m, const uint32_t *ids, size_t n, const uint32_t *expected) {
+typedef struct {
+    graft_model *m;
+    const char *path;
+    int cycles;
+    GraftStatus st;
+} swap_job;
+
+/* Loads, rescales and unloads an adapter over and over on the shared model. */
+static void *swap_adapters(void *arg) {
+    swap_job *j = (swap_job *)arg;
+    j->st = GRAFT_STATUS_OK;
+    for (int i = 0; i < j->cycles && j->st == GRAFT_STATUS_OK; i++) {
+        j->st = graft_adapter_load(j->m, "churn", j->path, 1.0f);
+        if (j->st == GRAFT_STATUS_OK) j->st = graft_adapter_set_scale(j->m, "churn", 0.5f);
+        if (j->st == GRAFT_STATUS_OK) j->st = graft_adapter_unload(j->m, "churn");
+    }
+    return NULL;
+}
+
+/* Two threads generate on sessions of one model at once while a third loads, rescales and unloads
+ * an adapter on that model; each generation gets the single-threaded result. */
+static void test_threads(graft_model *m, const uint32_t *ids, size_t n, const uint32_t *expected, const char *adapter) {
     thread_job *jobs = calloc(2, sizeof *jobs);
-    pthread_t th[2];
+    pthread_t th[2], sw;
+    swap_job swj = {m, adapter, 10, GRAFT_STATUS_OK};
+    CHECK(pthread_create(&sw, NULL, swap_adapters, &swj) == 0);
     for (int i = 0; i < 2; i++) {
         jobs[i].m = m;
         jobs[i].ids = ids;
@@ -660,6 +690,8 @@ static void test_threads(graft_model *m, const uint32_t *ids, size_t n, const ui
         EXPECT(jobs[i].st, GRAFT_STATUS_OK);
         CHECK(jobs[i].out.n == 3 && memcmp(jobs[i].out.tokens, expected, 3 * sizeof(uint32_t)) == 0);
     }
+    pthread_join(sw, NULL);
+    EXPECT(swj.st, GRAFT_STATUS_OK);
     free(jobs);
 }
 
@@ -754,7 +786,7 @@ int main(int argc, char **argv) {
     test_adapters(m, s, argv[2], argv[3], ids, n, base, info.n_vocab);
     test_perplexity(m, s, 48, 16);
     test_handles(m);
-    test_threads(m, ids, n, ref->tokens);
+    test_threads(m, ids, n, ref->tokens, argv[2]);
     test_budget(model_path, &info, ids, n);
     test_train(m);
 
