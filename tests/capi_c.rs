@@ -212,3 +212,52 @@ fn c_program_is_clean_under_valgrind_or_asan() {
     }
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// `examples/c/hello_graft.c` (the README's C program: two adapters alternately, then a few VeRA
+/// steps) built against the static and the shared library and run on the default model, then
+/// built with AddressSanitizer (LeakSanitizer on) and run again: no leak, no invalid access.
+#[test]
+fn example_program_runs_against_both_libraries_and_is_clean_under_asan() {
+    let Some(files) = test_files() else { return };
+    let lib = lib_dir();
+    let tmp = std::env::temp_dir().join(format!("graft-capi-example-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let src = root().join("examples/c/hello_graft.c");
+    let check = |what: &str, out: &Output| {
+        let s = String::from_utf8_lossy(&out.stdout);
+        assert!(s.contains("adapter a:") && s.contains("adapter b:") && s.contains("step 3/3") && s.trim_end().ends_with("ok"), "{what}: {s}");
+    };
+    let exe = tmp.join("hello_static");
+    run("cc hello_graft.c (static)", Command::new("cc").args(CFLAGS).arg("-I").arg(root().join("include")).arg(&src).arg(lib.join("libgraft.a")).args(NATIVE_LIBS).arg("-o").arg(&exe));
+    check("hello_graft (static)", &run("hello_graft (static)", Command::new(&exe).args(&files)));
+    if lib.join("libgraft.so").exists() {
+        let exe = tmp.join("hello_shared");
+        run(
+            "cc hello_graft.c (shared)",
+            Command::new("cc").args(CFLAGS).arg("-I").arg(root().join("include")).arg(&src).arg("-L").arg(&lib).arg("-lgraft").arg(format!("-Wl,-rpath,{}", lib.display())).arg("-o").arg(&exe),
+        );
+        check("hello_graft (shared)", &run("hello_graft (shared)", Command::new(&exe).args(&files)));
+    } else {
+        panic!("no libgraft.so beside {}", lib.join("libgraft.a").display());
+    }
+    let exe = tmp.join("hello_asan");
+    let built = Command::new("cc")
+        .args(CFLAGS)
+        .args(["-fsanitize=address", "-fno-omit-frame-pointer"])
+        .arg("-I")
+        .arg(root().join("include"))
+        .arg(&src)
+        .arg(lib.join("libgraft.a"))
+        .args(NATIVE_LIBS)
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .expect("running cc");
+    if !built.status.success() {
+        eprintln!("SKIP: the ASan run (this cc cannot build with -fsanitize=address: {})", String::from_utf8_lossy(&built.stderr));
+        return;
+    }
+    let out = run("hello_graft under ASan", Command::new(&exe).args(&files).env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=99"));
+    check("hello_graft (ASan)", &out);
+    let _ = std::fs::remove_dir_all(&tmp);
+}
