@@ -175,23 +175,12 @@ fn softmax_tile(q: &[f32], k: &[f32], s: AttnShape, h: usize, i0: usize, rows: u
     let kh = (h / (s.n_head / s.n_head_kv)) * hd;
     let scale = 1.0 / (hd as f32).sqrt();
     crate::kernels::adapter::selected().down(&q[i0 * qd + h * hd..], qd, rows, &k[kh..], kvd, i1, hd, p, ldp);
+    let ko = crate::kernels::ops::selected();
     for r in 0..rows {
         let t = i0 + r;
         let pr = &mut p[r * ldp..][..ldp];
-        let mut mx = f32::NEG_INFINITY;
-        for pj in &mut pr[..=t] {
-            *pj *= scale;
-            mx = mx.max(*pj);
-        }
-        let mut sum = 0f64;
-        for pj in &mut pr[..=t] {
-            *pj = (*pj - mx).exp();
-            sum += *pj as f64;
-        }
-        let inv = (1.0 / sum) as f32;
-        for pj in &mut pr[..=t] {
-            *pj *= inv;
-        }
+        pr[..=t].iter_mut().for_each(|v| *v *= scale);
+        ko.softmax(&mut pr[..=t]);
         pr[t + 1..].fill(0.0);
     }
 }
