@@ -1,6 +1,7 @@
 //! Criterion benches of the quantized products per ISA and weight format, at the default model's
 //! shapes, single-threaded, in bytes of weights streamed: GEMV (decode, m = 1) and GEMM (prefill,
-//! m = 64), with 8-bit activations, plus the fp32-activation GEMV.
+//! m = 64), with 8-bit activations, plus the fp32-activation GEMV; and row dequantization (what
+//! training does to every weight panel).
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use graft::kernels::{available_isas, quant::quant_kernels};
 use graft::quant::{QuantType, WEIGHT_TYPES};
@@ -75,5 +76,20 @@ fn products(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, products);
+fn dequantize(c: &mut Criterion) {
+    let n = 1536;
+    for isa in available_isas() {
+        let k = quant_kernels(isa).unwrap();
+        let mut g = c.benchmark_group(format!("dequantize/{}", isa.name()));
+        for t in [QuantType::Q4_0, QuantType::Q4_1, QuantType::Q8_0, QuantType::Q6_K] {
+            let w = weights(t, n, 1);
+            let mut y = vec![0f32; n];
+            g.throughput(Throughput::Elements(n as u64));
+            g.bench_function(BenchmarkId::new(t.name(), n), |b| b.iter(|| k.dequantize_row(t, black_box(&w), &mut y).unwrap()));
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(benches, products, dequantize);
 criterion_main!(benches);

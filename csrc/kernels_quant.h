@@ -78,7 +78,12 @@ extern "C" {
     GRAFT_DECLARE_GEMM_DX(q5_K, isa)                                                                  \
     GRAFT_DECLARE_GEMM_DX(q6_K, isa)
 
-/* Dequantization is exact arithmetic on the stored values: only a reference is needed. */
+/* Dequantization: a reference for every format; AVX2 variants (bit-exact with it: the same
+ * multiply then add, no fused multiply-add) for the formats whose rows training dequantizes in bulk
+ * (src/train/matmul.rs). */
+GRAFT_DECLARE_DEQUANT(q4_0, avx2)
+GRAFT_DECLARE_DEQUANT(q4_1, avx2)
+GRAFT_DECLARE_DEQUANT(q8_0, avx2)
 GRAFT_DECLARE_DEQUANT(f32, ref)
 GRAFT_DECLARE_DEQUANT(f16, ref)
 GRAFT_DECLARE_DEQUANT(bf16, ref)

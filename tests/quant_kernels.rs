@@ -331,3 +331,21 @@ fn wrappers_refuse_bad_lengths() {
     assert!(k.quantize_act(QuantType::Q8_1, &[0.0; 32], &mut out).is_err());
     assert!(k.dequantize_row(QuantType::Q8_0, &[0u8; 33], &mut [0f32; 32]).is_err());
 }
+
+#[test]
+fn every_isa_dequantizes_bit_exactly_like_the_reference() {
+    let r = graft::kernels::quant::quant_kernels(Isa::Ref).unwrap();
+    let mut rng = Rng(77);
+    for isa in available_isas().into_iter().filter(|i| *i != Isa::Ref) {
+        let k = graft::kernels::quant::quant_kernels(isa).unwrap();
+        for &t in graft::quant::WEIGHT_TYPES.iter() {
+            for blocks in [1usize, 3, 18] {
+                let n = blocks * t.block_size();
+                let w = random_rows(t, n, 5, &mut rng);
+                let (a, b) = (dequant(r, t, &w, n), dequant(k, t, &w, n));
+                let same = a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(same, "{isa:?} {t:?} n={n}: dequantization differs from the reference");
+            }
+        }
+    }
+}

@@ -495,3 +495,48 @@ GEMM_K_AVX2(graft_gemm_q6_K_q8_K_avx2, graft_block_q6_K, dot_q6_K_block)
 GEMM_F32_DEQ_AVX2(q4_K, graft_block_q4_K)
 GEMM_F32_DEQ_AVX2(q5_K, graft_block_q5_K)
 GEMM_F32_DEQ_AVX2(q6_K, graft_block_q6_K)
+
+/* ---- dequantization (bit-exact with quant_ref.c: float(q) * d, then + m, never fused) ---------- */
+
+/* The 32 values of a 4-bit block as 4 vectors of 8 int32 (low nibbles of qs[0..16], then high). */
+static inline void nibbles_i32(const uint8_t *qs, __m256i out[4]) {
+    const __m128i q = _mm_loadu_si128((const __m128i *)qs);
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    const __m128i lo = _mm_and_si128(q, m4), hi = _mm_and_si128(_mm_srli_epi16(q, 4), m4);
+    out[0] = _mm256_cvtepu8_epi32(lo);
+    out[1] = _mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8));
+    out[2] = _mm256_cvtepu8_epi32(hi);
+    out[3] = _mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8));
+}
+
+void graft_dequantize_row_q4_0_avx2(const void *vx, float *y, int64_t n) {
+    const graft_block_q4_0 *x = vx;
+    const __m256i eight = _mm256_set1_epi32(8);
+    for (int64_t b = 0; b < n / GRAFT_QK4_0; b++, y += GRAFT_QK4_0) {
+        const __m256 d = _mm256_set1_ps(h2f(x[b].d));
+        __m256i v[4];
+        nibbles_i32(x[b].qs, v);
+        for (int i = 0; i < 4; i++) _mm256_storeu_ps(y + 8 * i, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(v[i], eight)), d));
+    }
+}
+
+void graft_dequantize_row_q4_1_avx2(const void *vx, float *y, int64_t n) {
+    const graft_block_q4_1 *x = vx;
+    for (int64_t b = 0; b < n / GRAFT_QK4_1; b++, y += GRAFT_QK4_1) {
+        const __m256 d = _mm256_set1_ps(h2f(x[b].d)), m = _mm256_set1_ps(h2f(x[b].m));
+        __m256i v[4];
+        nibbles_i32(x[b].qs, v);
+        for (int i = 0; i < 4; i++) _mm256_storeu_ps(y + 8 * i, _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(v[i]), d), m));
+    }
+}
+
+void graft_dequantize_row_q8_0_avx2(const void *vx, float *y, int64_t n) {
+    const graft_block_q8_0 *x = vx;
+    for (int64_t b = 0; b < n / GRAFT_QK8_0; b++, y += GRAFT_QK8_0) {
+        const __m256 d = _mm256_set1_ps(h2f(x[b].d));
+        for (int i = 0; i < 4; i++) {
+            const __m256i q = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(x[b].qs + 8 * i)));
+            _mm256_storeu_ps(y + 8 * i, _mm256_mul_ps(_mm256_cvtepi32_ps(q), d));
+        }
+    }
+}

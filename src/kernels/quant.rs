@@ -74,7 +74,7 @@ const REF: QuantKernels = QuantKernels {
 };
 
 /// Builds an ISA's table: the listed products and quantizers of that ISA over the reference table
-/// (dequantization stays the reference's: exact arithmetic on stored values, not a hot path).
+/// (dequantization stays the reference's except where `with_avx2_dequant` sets SIMD twins).
 macro_rules! isa_table {
     ($isa:expr, $q80:ident, $q81:ident, $q8k:ident, [$(($slot:expr, $gemm:ident, $dx:ident)),* $(,)?]) => {{
         let mut t = REF;
@@ -96,8 +96,17 @@ macro_rules! isa_table {
     }};
 }
 
+/// `t` with the AVX2 dequantizers of Q4_0, Q4_1 and Q8_0 (bit-exact with the reference).
 #[cfg(target_arch = "x86_64")]
-const AVX2: QuantKernels = isa_table!(Isa::Avx2, graft_quantize_row_q8_0_avx2, graft_quantize_row_q8_1_avx2, graft_quantize_row_q8_K_ref, [
+const fn with_avx2_dequant(mut t: QuantKernels) -> QuantKernels {
+    t.mats[3].dequantize = sys::graft_dequantize_row_q4_0_avx2;
+    t.mats[4].dequantize = sys::graft_dequantize_row_q4_1_avx2;
+    t.mats[7].dequantize = sys::graft_dequantize_row_q8_0_avx2;
+    t
+}
+
+#[cfg(target_arch = "x86_64")]
+const AVX2: QuantKernels = with_avx2_dequant(isa_table!(Isa::Avx2, graft_quantize_row_q8_0_avx2, graft_quantize_row_q8_1_avx2, graft_quantize_row_q8_K_ref, [
     (0, graft_gemm_f32_f32_avx2, graft_gemm_f32_f32_avx2, graft_gemm_dx_f32_avx2),
     (1, graft_gemm_f16_f32_avx2, graft_gemm_f16_f32_avx2, graft_gemm_dx_f16_avx2),
     (2, graft_gemm_bf16_f32_avx2, graft_gemm_bf16_f32_avx2, graft_gemm_dx_bf16_avx2),
@@ -109,7 +118,7 @@ const AVX2: QuantKernels = isa_table!(Isa::Avx2, graft_quantize_row_q8_0_avx2, g
     (8, graft_gemm_q4_K_q8_K_avx2, graft_gemm_q4_K_f32_avx2, graft_gemm_dx_q4_K_avx2),
     (9, graft_gemm_q5_K_q8_K_avx2, graft_gemm_q5_K_f32_avx2, graft_gemm_dx_q5_K_avx2),
     (10, graft_gemm_q6_K_q8_K_avx2, graft_gemm_q6_K_f32_avx2, graft_gemm_dx_q6_K_avx2),
-]);
+]));
 
 /// No AVX-512 quantized kernels yet: AVX-512 CPUs run the AVX2 ones (they all have AVX2).
 #[cfg(target_arch = "x86_64")]

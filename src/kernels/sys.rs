@@ -87,6 +87,15 @@ pub struct graft_block_q8_K {
     pub bsums: [i16; 16usize],
 }
 extern "C" {
+    pub fn graft_dequantize_row_q4_0_avx2(x: *const ::std::os::raw::c_void, y: *mut f32, n: i64);
+}
+extern "C" {
+    pub fn graft_dequantize_row_q4_1_avx2(x: *const ::std::os::raw::c_void, y: *mut f32, n: i64);
+}
+extern "C" {
+    pub fn graft_dequantize_row_q8_0_avx2(x: *const ::std::os::raw::c_void, y: *mut f32, n: i64);
+}
+extern "C" {
     pub fn graft_dequantize_row_f32_ref(x: *const ::std::os::raw::c_void, y: *mut f32, n: i64);
 }
 extern "C" {
