@@ -61,6 +61,7 @@ fn parse_numerics(s: &str) -> Result<Numerics, String> {
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process
 enum Cmd {
     /// Generate text from a prompt: stdout carries only the generated text, timings go to stderr.
     Run {

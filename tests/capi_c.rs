@@ -82,6 +82,13 @@ fn test_files() -> Option<[PathBuf; 3]> {
     Some(files)
 }
 
+/// `cc` with the test flags (plus `extra`) building `src` against the static library into `exe`.
+fn cc_static(src: &Path, lib: &Path, exe: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new("cc");
+    c.args(CFLAGS).args(extra).arg("-I").arg(root().join("include")).arg(src).arg(lib.join("libgraft.a")).args(NATIVE_LIBS).arg("-o").arg(exe);
+    c
+}
+
 fn check_output(what: &str, out: &Output) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let last = stdout.lines().last().unwrap_or("");
@@ -102,10 +109,7 @@ fn c_program_runs_against_the_static_and_shared_library() {
 
     // Static library, native run.
     let exe = tmp.join("capi_test_static");
-    run(
-        "cc (static)",
-        Command::new("cc").args(CFLAGS).arg("-I").arg(root().join("include")).arg(&src).arg(lib.join("libgraft.a")).args(NATIVE_LIBS).arg("-o").arg(&exe),
-    );
+    run("cc (static)", &mut cc_static(&src, &lib, &exe, &[]));
     let out = run("capi_test (static)", Command::new(&exe).args(&files));
     check_output("capi_test (static)", &out);
     print!("{}", String::from_utf8_lossy(&out.stdout));
@@ -157,10 +161,7 @@ fn c_program_is_clean_under_valgrind_or_asan() {
     let src = root().join("tests/c/capi_test.c");
     let exe = tmp.join("capi_test");
     if have("valgrind") {
-        run(
-            "cc (static, for valgrind)",
-            Command::new("cc").args(CFLAGS).arg("-I").arg(root().join("include")).arg(&src).arg(lib.join("libgraft.a")).args(NATIVE_LIBS).arg("-o").arg(&exe),
-        );
+        run("cc (static, for valgrind)", &mut cc_static(&src, &lib, &exe, &[]));
         // Exit code 99 tells valgrind's findings from the program's own failures (1). The
         // suppressions cover the standard library's thread handle, which valgrind sees as
         // "possibly lost" (std keeps an offset pointer to it).
@@ -192,19 +193,7 @@ fn c_program_is_clean_under_valgrind_or_asan() {
             let _ = std::fs::remove_dir_all(&tmp);
             return;
         }
-        run(
-            "cc -fsanitize=address",
-            Command::new("cc")
-                .args(CFLAGS)
-                .args(["-fsanitize=address", "-fno-omit-frame-pointer"])
-                .arg("-I")
-                .arg(root().join("include"))
-                .arg(&src)
-                .arg(lib.join("libgraft.a"))
-                .args(NATIVE_LIBS)
-                .arg("-o")
-                .arg(&exe),
-        );
+        run("cc -fsanitize=address", &mut cc_static(&src, &lib, &exe, &["-fsanitize=address", "-fno-omit-frame-pointer"]));
         for (what, args) in [("capi_test on a tiny model under ASan", tiny.to_vec()), ("capi_test on the default model under ASan", files.to_vec())] {
             let out = run(what, Command::new(&exe).args(&args).env("ASAN_OPTIONS", "detect_leaks=1"));
             check_output(what, &out);
@@ -228,7 +217,7 @@ fn example_program_runs_against_both_libraries_and_is_clean_under_asan() {
         assert!(s.contains("adapter a:") && s.contains("adapter b:") && s.contains("step 3/3") && s.trim_end().ends_with("ok"), "{what}: {s}");
     };
     let exe = tmp.join("hello_static");
-    run("cc hello_graft.c (static)", Command::new("cc").args(CFLAGS).arg("-I").arg(root().join("include")).arg(&src).arg(lib.join("libgraft.a")).args(NATIVE_LIBS).arg("-o").arg(&exe));
+    run("cc hello_graft.c (static)", &mut cc_static(&src, &lib, &exe, &[]));
     check("hello_graft (static)", &run("hello_graft (static)", Command::new(&exe).args(&files)));
     if lib.join("libgraft.so").exists() {
         let exe = tmp.join("hello_shared");
@@ -241,18 +230,7 @@ fn example_program_runs_against_both_libraries_and_is_clean_under_asan() {
         panic!("no libgraft.so beside {}", lib.join("libgraft.a").display());
     }
     let exe = tmp.join("hello_asan");
-    let built = Command::new("cc")
-        .args(CFLAGS)
-        .args(["-fsanitize=address", "-fno-omit-frame-pointer"])
-        .arg("-I")
-        .arg(root().join("include"))
-        .arg(&src)
-        .arg(lib.join("libgraft.a"))
-        .args(NATIVE_LIBS)
-        .arg("-o")
-        .arg(&exe)
-        .output()
-        .expect("running cc");
+    let built = cc_static(&src, &lib, &exe, &["-fsanitize=address", "-fno-omit-frame-pointer"]).output().expect("running cc");
     if !built.status.success() {
         eprintln!("SKIP: the ASan run (this cc cannot build with -fsanitize=address: {})", String::from_utf8_lossy(&built.stderr));
         return;

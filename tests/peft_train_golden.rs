@@ -4,6 +4,7 @@
 //! the tensors after one AdamW step match PEFT's (torch 2.15 CPU, fp32) within the tolerances
 //! below: the two differ only in the order of f32 sums.
 use graft::adapter::native::qk_perm;
+use graft::adapter::peft::hf_module;
 use graft::adapter::{load, Adapter, AdapterSet, Term};
 use graft::format::safetensors::SafeTensorsFile;
 use graft::model::{LinearKind, Logits, Model, Numerics, Runner, SeqInput};
@@ -43,18 +44,6 @@ fn rel(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     let m = b.iter().fold(1e-12f32, |m, v| m.max(v.abs()));
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max) / m
-}
-
-fn hf_module(kind: LinearKind) -> &'static str {
-    match kind {
-        LinearKind::Q => "self_attn.q_proj",
-        LinearKind::K => "self_attn.k_proj",
-        LinearKind::V => "self_attn.v_proj",
-        LinearKind::O => "self_attn.o_proj",
-        LinearKind::Gate => "mlp.gate_proj",
-        LinearKind::Up => "mlp.up_proj",
-        LinearKind::Down => "mlp.down_proj",
-    }
 }
 
 /// For each GGUF row of projection `kind`, the HF row (q/k are permuted; others the identity).

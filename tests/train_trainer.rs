@@ -171,7 +171,7 @@ fn a_non_finite_loss_stops_and_keeps_the_state() {
     }
     let mut tr = Trainer::new(model.clone(), t, cfg(3, 1e-2, 2), data(4), Vec::new()).unwrap();
     let before: Vec<Vec<f32>> = tr.trainable.params_mut().into_iter().map(|p| p.to_vec()).collect();
-    let e = tr.step().err().expect("non-finite loss refused").to_string();
+    let e = tr.step().expect_err("non-finite loss refused").to_string();
     assert!(e.contains("non-finite"), "{e}");
     assert_eq!(tr.steps_done(), 0);
     let after: Vec<Vec<f32>> = tr.trainable.params_mut().into_iter().map(|p| p.to_vec()).collect();
@@ -183,7 +183,7 @@ fn memory_budget_picks_checkpointing_or_refuses() {
     let model = tiny("mem");
     let s = spec(Method::Vera);
     assert_eq!(plan_memory(&model, &s, 64, 2, None).unwrap(), MemoryPlan { checkpoint: false, threads: 2 });
-    let e = plan_memory(&model, &s, 64, 2, Some(1 << 10)).err().expect("1 KiB refused").to_string();
+    let e = plan_memory(&model, &s, 64, 2, Some(1 << 10)).expect_err("1 KiB refused").to_string();
     assert!(e.contains("needs about") && e.contains("MiB"), "{e}");
     // Between the two estimates, checkpointing is chosen.
     let with = graft::train::trainer::memory_estimate(&model, &s, 512, 2, true);

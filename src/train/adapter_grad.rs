@@ -12,7 +12,7 @@ fn kern() -> &'static AdapterKernels {
 }
 
 /// `out[j, i] = m[i, j]` for a `[rows, cols]` matrix.
-fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+pub(crate) fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut out = vec![0f32; rows * cols];
     for i in 0..rows {
         for j in 0..cols {
@@ -51,21 +51,7 @@ pub fn lowrank_backward(
     da: Option<&mut [f32]>,
     dbt: &mut [f32],
 ) {
-    assert!(dy.len() == t * n_out && x.len() == t * n_in && ax.len() == t * r && dx.len() == t * n_in && dbt.len() == r * n_out, "lowrank_backward: shapes");
-    let k = kern();
-    // g = s·dy·B, [t, r].
-    let mut g = vec![0f32; t * r];
-    k.down(dy, n_out, t, bt, n_out, r, n_out, &mut g, r);
-    g.iter_mut().for_each(|v| *v *= s);
-    // dBᵀ += s·axᵀ·dy.
-    let axt = transpose(ax, t, r);
-    k.up(&axt, t, r, t, None, dy, n_out, n_out, None, s, dbt, n_out);
-    if let Some(da) = da {
-        assert_eq!(da.len(), r * n_in, "lowrank_backward: da");
-        let gt = transpose(&g, t, r);
-        k.up(&gt, t, r, t, None, x, n_in, n_in, None, 1.0, da, n_in);
-    }
-    k.up(&g, r, t, r, None, a, n_in, n_in, None, 1.0, dx, n_in);
+    lowrank_backward_impl(dy, x, ax, (t, n_in, r, n_out), a, bt, s, None, dx, da, dbt);
 }
 
 /// [`lowrank_backward`] with ALLoRA's per-output-row gradient scaling (ADAPTERS.md §4.19): the
@@ -88,20 +74,45 @@ pub fn lowrank_backward_scaled(
     da: &mut [f32],
     dbt: &mut [f32],
 ) {
+    assert_eq!(c.len(), n_out, "lowrank_backward_scaled: c");
+    lowrank_backward_impl(dy, x, ax, (t, n_in, r, n_out), a, bt, s, Some(c), dx, Some(da), dbt);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn lowrank_backward_impl(
+    dy: &[f32],
+    x: &[f32],
+    ax: &[f32],
+    (t, n_in, r, n_out): (usize, usize, usize, usize),
+    a: &[f32],
+    bt: &[f32],
+    s: f32,
+    c: Option<&[f32]>,
+    dx: &mut [f32],
+    da: Option<&mut [f32]>,
+    dbt: &mut [f32],
+) {
     assert!(dy.len() == t * n_out && x.len() == t * n_in && ax.len() == t * r && dx.len() == t * n_in && dbt.len() == r * n_out, "lowrank_backward: shapes");
-    assert!(c.len() == n_out && da.len() == r * n_in, "lowrank_backward_scaled: c / da");
     let k = kern();
+    // g = s·dy·B, [t, r]; dx += g·A.
     let mut g = vec![0f32; t * r];
     k.down(dy, n_out, t, bt, n_out, r, n_out, &mut g, r);
     g.iter_mut().for_each(|v| *v *= s);
     k.up(&g, r, t, r, None, a, n_in, n_in, None, 1.0, dx, n_in);
+    // dBᵀ += s·axᵀ·(dy ⊙ c).
     let axt = transpose(ax, t, r);
-    k.up(&axt, t, r, t, None, dy, n_out, n_out, Some(c), s, dbt, n_out);
-    let btc: Vec<f32> = bt.chunks_exact(n_out).flat_map(|row| row.iter().zip(c).map(|(b, cc)| b * cc)).collect();
-    k.down(dy, n_out, t, &btc, n_out, r, n_out, &mut g, r);
-    g.iter_mut().for_each(|v| *v *= s);
-    let gt = transpose(&g, t, r);
-    k.up(&gt, t, r, t, None, x, n_in, n_in, None, 1.0, da, n_in);
+    k.up(&axt, t, r, t, None, dy, n_out, n_out, c, s, dbt, n_out);
+    if let Some(da) = da {
+        assert_eq!(da.len(), r * n_in, "lowrank_backward: da");
+        // dA += gᵀ·x, with g through diag(c)·B under ALLoRA.
+        if let Some(c) = c {
+            let btc: Vec<f32> = bt.chunks_exact(n_out).flat_map(|row| row.iter().zip(c).map(|(b, cc)| b * cc)).collect();
+            k.down(dy, n_out, t, &btc, n_out, r, n_out, &mut g, r);
+            g.iter_mut().for_each(|v| *v *= s);
+        }
+        let gt = transpose(&g, t, r);
+        k.up(&gt, t, r, t, None, x, n_in, n_in, None, 1.0, da, n_in);
+    }
 }
 
 /// ALLoRA's row scales of a low-rank term: `c_i = 1/√(‖(B·A)_{i,:}‖ + 1/η²)` over the `n_out` rows,

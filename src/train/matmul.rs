@@ -18,6 +18,23 @@ fn panel_rows(n_in: usize) -> usize {
     (PANEL_FLOATS / n_in.max(1)).clamp(4, 256)
 }
 
+/// Calls `f(first_row, rows, panel)` for consecutive panels of `w`'s rows, each dequantized to f32
+/// (`rows × n_in`, row-major) into one reused buffer.
+fn for_each_panel(w: &Linear, bytes: &[u8], mut f: impl FnMut(usize, usize, &[f32])) -> Result<()> {
+    let (ni, no, rb) = (w.n_in, w.n_out, w.row_bytes());
+    let kq = quant::selected();
+    let kc = panel_rows(ni);
+    let mut panel = vec![0f32; kc * ni];
+    for r0 in (0..no).step_by(kc) {
+        let rows = kc.min(no - r0);
+        for (i, row) in panel[..rows * ni].chunks_exact_mut(ni).enumerate() {
+            kq.dequantize_row(w.ty, &bytes[(r0 + i) * rb..(r0 + i + 1) * rb], row)?;
+        }
+        f(r0, rows, &panel[..rows * ni]);
+    }
+    Ok(())
+}
+
 fn check(op: &'static str, w: &Linear, bytes: &[u8], a: usize, b: usize, t: usize) -> Result<()> {
     if bytes.len() != w.n_out * w.row_bytes() {
         return Err(Error::invalid(op, format!("{} weight bytes, {} rows of {} need {}", bytes.len(), w.n_out, w.row_bytes(), w.n_out * w.row_bytes())));
@@ -34,19 +51,9 @@ pub fn forward(w: &Linear, bytes: &[u8], x: &[f32], t: usize, y: &mut [f32]) -> 
     if t < PANEL_MIN_ROWS {
         return quant::selected().gemm_f32(w.ty, w.n_in, bytes, w.n_out, x, t, y, w.n_out);
     }
-    let (ni, no, rb) = (w.n_in, w.n_out, w.row_bytes());
-    let kq = quant::selected();
+    let (ni, no) = (w.n_in, w.n_out);
     let ka = adapter::selected();
-    let kc = panel_rows(ni);
-    let mut panel = vec![0f32; kc * ni];
-    for r0 in (0..no).step_by(kc) {
-        let rows = kc.min(no - r0);
-        for (i, row) in panel[..rows * ni].chunks_exact_mut(ni).enumerate() {
-            kq.dequantize_row(w.ty, &bytes[(r0 + i) * rb..(r0 + i + 1) * rb], row)?;
-        }
-        ka.down(x, ni, t, &panel, ni, rows, ni, &mut y[r0..], no);
-    }
-    Ok(())
+    for_each_panel(w, bytes, |r0, rows, panel| ka.down(x, ni, t, panel, ni, rows, ni, &mut y[r0..], no))
 }
 
 /// `dx += dy·W` for `t` rows (`dy` `[t, n_out]`, `dx` `[t, n_in]`): the gradient reaching the input
@@ -56,17 +63,7 @@ pub fn backward_dx(w: &Linear, bytes: &[u8], dy: &[f32], t: usize, dx: &mut [f32
     if t < PANEL_MIN_ROWS {
         return quant::selected().gemm_dx(w.ty, w.n_in, bytes, w.n_out, dy, w.n_out, t, dx, w.n_in);
     }
-    let (ni, no, rb) = (w.n_in, w.n_out, w.row_bytes());
-    let kq = quant::selected();
+    let (ni, no) = (w.n_in, w.n_out);
     let ka = adapter::selected();
-    let kc = panel_rows(ni);
-    let mut panel = vec![0f32; kc * ni];
-    for r0 in (0..no).step_by(kc) {
-        let rows = kc.min(no - r0);
-        for (i, row) in panel[..rows * ni].chunks_exact_mut(ni).enumerate() {
-            kq.dequantize_row(w.ty, &bytes[(r0 + i) * rb..(r0 + i + 1) * rb], row)?;
-        }
-        ka.up(&dy[r0..], no, t, rows, None, &panel, ni, ni, None, 1.0, dx, ni);
-    }
-    Ok(())
+    for_each_panel(w, bytes, |r0, rows, panel| ka.up(&dy[r0..], no, t, rows, None, panel, ni, ni, None, 1.0, dx, ni))
 }

@@ -25,6 +25,7 @@ use crate::adapter::term::{LowRank, Term, Vera, VeraShared};
 use crate::adapter::Adapter;
 use crate::kernels::adapter as kad;
 use crate::model::{LinearKind, Model};
+use crate::train::adapter_grad::transpose;
 use crate::train::backprop::{Grads, TermGrad};
 use crate::{Error, Result};
 use std::sync::Arc;
@@ -148,6 +149,10 @@ enum Mapped {
     Xs { b: Vec<f32>, b_t: Vec<f32>, latent: Vec<f32> },
 }
 
+/// Gradients of base weights, `[block][projection]`, each `[n_out, n_in]` when present (LoRA-SB's
+/// initialisation reads them).
+pub type BaseGrads = [Vec<Option<Vec<f32>>>];
+
 /// A method's trainable state on one model.
 #[derive(Clone, Debug)]
 pub struct Trainable {
@@ -163,23 +168,13 @@ fn f64s(w: &[f32]) -> Vec<f64> {
     w.iter().map(|&v| v as f64).collect()
 }
 
-/// `out[j, i] = m[i, j]` for a `[rows, cols]` matrix.
-fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0f32; rows * cols];
-    for i in 0..rows {
-        for j in 0..cols {
-            out[j * rows + i] = m[i * cols + j];
-        }
-    }
-    out
-}
-
 impl Trainable {
     /// A freshly initialised adapter of `spec` on `model`. LoRA-SB needs the accumulated gradient of
     /// every targeted base weight (`[n_out, n_in]`, indexed `[block][kind]`) and the effective
     /// step `eta`: `sb_grads`; other methods ignore it. LoLDU and LoRA-XS factor every targeted
     /// base weight (dequantized one at a time, never all at once).
-    pub fn init(model: &Model, spec: TrainSpec, sb_grads: Option<(&[Vec<Option<Vec<f32>>>], f64)>) -> Result<Trainable> {
+    #[allow(clippy::needless_range_loop)]
+    pub fn init(model: &Model, spec: TrainSpec, sb_grads: Option<(&BaseGrads, f64)>) -> Result<Trainable> {
         let cfg = &model.config;
         let r = spec.rank;
         if r == 0 {
@@ -246,6 +241,7 @@ impl Trainable {
 
     /// The trainable state saved in `native` (graft's file form, as [`Trainable::to_native`]
     /// writes it), for `spec` on `model`: resuming from a checkpoint.
+    #[allow(clippy::needless_range_loop)]
     pub fn from_native(model: &Model, spec: TrainSpec, native: &NativeAdapter) -> Result<Trainable> {
         let file = &native.source;
         if native.method != spec.method.name() {

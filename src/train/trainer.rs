@@ -104,7 +104,7 @@ fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
     let mut rng = Mt19937::new((seed ^ epoch.wrapping_mul(0x9e37_79b9_7f4a_7c15)) as u32 ^ (epoch as u32).wrapping_mul(2_654_435_761));
     let mut v: Vec<usize> = (0..n).collect();
     for i in (1..n).rev() {
-        let j = (rng.next_u32() as u64 * (i as u64 + 1) >> 32) as usize;
+        let j = ((rng.next_u32() as u64 * (i as u64 + 1)) >> 32) as usize;
         v.swap(i, j);
     }
     v
