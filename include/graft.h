@@ -253,6 +253,8 @@ typedef struct graft_train_options {
   uint64_t max_memory;
   // Fraction of the sequences held out for `graft_trainer_eval_loss`. Default 0.05.
   double eval_fraction;
+  // LoLDU: also train the scale of z (its optional scaling factor). Default false.
+  bool loldu_train_scale;
 } graft_train_options;
 
 // What the progress callback of `graft_trainer_step` receives after each optimizer step.

@@ -371,6 +371,13 @@ fn loldu() {
             l.z[0] = l.d[0] + 1.0;
             check_fold(&l, &w, 1e-12, "dyadic values");
             check_roundtrip(&l, &h);
+            // A trained scale s' (LoLDU's scaling_factor): ΔW = P·L_r·diag(s'·z − s·D_r)·U_r,
+            // stored as loldu_scale and read back.
+            l.train_scale = true;
+            l.scale_z = l.scale * 1.5;
+            assert_eq!(l.trainable_params(), r + 1);
+            check_fold(&l, &w, 1e-6, "trained scale");
+            check_roundtrip(&l, &h);
         }
         let w = w0(NO, NI, 9);
         let mut l = LolduLayer::init(&w, NI, NO, r, 1.0).unwrap();

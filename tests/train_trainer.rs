@@ -38,7 +38,7 @@ fn data(n: usize) -> Vec<Sequence> {
 
 fn spec(method: Method) -> TrainSpec {
     let rank = if method == Method::Vera { 8 } else { 4 };
-    TrainSpec { method, rank, alpha: method.default_alpha(rank), targets: LinearKind::ALL.to_vec(), seed: 3, vera_d_initial: 0.1 }
+    TrainSpec { method, rank, alpha: method.default_alpha(rank), targets: LinearKind::ALL.to_vec(), seed: 3, vera_d_initial: 0.1, loldu_train_scale: false }
 }
 
 fn cfg(steps: u64, lr: f32, threads: usize) -> TrainConfig {
@@ -55,7 +55,16 @@ fn cfg(steps: u64, lr: f32, threads: usize) -> TrainConfig {
 }
 
 fn trainable(model: &Model, method: Method) -> Trainable {
-    let s = spec(method);
+    trainable_with(model, spec(method))
+}
+
+/// LoLDU with its scale trained too.
+fn loldu_scaled() -> TrainSpec {
+    TrainSpec { loldu_train_scale: true, ..spec(Method::Loldu) }
+}
+
+fn trainable_with(model: &Model, s: TrainSpec) -> Trainable {
+    let method = s.method;
     if method == Method::LoraSb {
         let d = data(3);
         let g = lora_sb_gradients(model, &s.targets, &[&d], 2).unwrap();
@@ -97,8 +106,8 @@ fn every_method_lowers_the_loss() {
 fn mapped_gradients_match_finite_differences() {
     let model = tiny("fd");
     let seqs = data(2);
-    for method in [Method::Loldu, Method::LoraXs] {
-        let mut t = trainable(&model, method);
+    for (method, spec) in [(Method::Loldu, spec(Method::Loldu)), (Method::Loldu, loldu_scaled()), (Method::LoraXs, spec(Method::LoraXs))] {
+        let mut t = trainable_with(&model, spec);
         // Move away from the initialisation, where LoLDU's ΔW is 0 and LoRA-XS's R is tiny.
         for (i, p) in t.params_mut().into_iter().enumerate() {
             for (j, v) in p.iter_mut().enumerate() {
@@ -199,8 +208,8 @@ fn memory_budget_picks_checkpointing_or_refuses() {
 #[test]
 fn the_written_adapter_loads_and_gives_the_same_logits() {
     let model = tiny("write");
-    for method in Method::ALL {
-        let mut tr = Trainer::new(model.clone(), trainable(&model, method), cfg(3, 2e-2, 2), data(6), Vec::new()).unwrap();
+    for (method, spec) in Method::ALL.into_iter().map(|m| (m, spec(m))).chain([(Method::Loldu, loldu_scaled())]) {
+        let mut tr = Trainer::new(model.clone(), trainable_with(&model, spec), cfg(3, 2e-2, 2), data(6), Vec::new()).unwrap();
         for _ in 0..3 {
             tr.step().unwrap();
         }

@@ -66,6 +66,8 @@ pub struct graft_train_options {
     pub max_memory: u64,
     /// Fraction of the sequences held out for `graft_trainer_eval_loss`. Default 0.05.
     pub eval_fraction: f64,
+    /// LoLDU: also train the scale of z (its optional scaling factor). Default false.
+    pub loldu_train_scale: bool,
 }
 
 impl Default for graft_train_options {
@@ -89,6 +91,7 @@ impl Default for graft_train_options {
             threads: 0,
             max_memory: 0,
             eval_fraction: 0.05,
+            loldu_train_scale: false,
         }
     }
 }
@@ -184,7 +187,7 @@ pub unsafe extern "C" fn graft_trainer_new(model: *const super::model::graft_mod
             return Err(Failure::invalid("options: alpha, lr, weight_decay, clip_norm must be finite and eval_fraction in [0, 1)"));
         }
         let alpha = if o.alpha == 0.0 { method.default_alpha(rank) } else { o.alpha };
-        let spec = TrainSpec { method, rank, alpha, targets, seed: o.seed, vera_d_initial: 0.1 };
+        let spec = TrainSpec { method, rank, alpha, targets, seed: o.seed, vera_d_initial: 0.1, loldu_train_scale: o.loldu_train_scale };
         let threads = if o.threads == 0 { mh.threads } else { o.threads as usize };
         let (train, eval) = data::load_for_training(Path::new(data_path), &mh.model, o.seq_len as usize, o.eval_fraction)?;
         let budget = (o.max_memory != 0).then_some(o.max_memory as usize);

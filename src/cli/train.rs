@@ -90,6 +90,9 @@ pub struct TrainArgs {
     /// multiplier, at B·A = 0); train with the default alpha = rank (scale 1), as ALLoRA does
     #[arg(long = "allora")]
     pub allora: Option<f32>,
+    /// LoLDU: also train the scale of z (its optional scaling_factor)
+    #[arg(long = "loldu-train-scale")]
+    pub loldu_train_scale: bool,
     /// Always recompute activations in the backward pass (less memory, one more forward)
     #[arg(long = "activation-checkpointing")]
     pub activation_checkpointing: bool,
@@ -127,7 +130,7 @@ pub fn run(model: Arc<Model>, threads: usize, a: TrainArgs) -> Result<(), String
     let method = Method::parse(&a.method).map_err(|e| e.to_string())?;
     let rank = a.rank.unwrap_or(method.default_rank());
     let targets = parse_targets(&a.targets).map_err(|e| e.to_string())?;
-    let spec = TrainSpec { method, rank, alpha: a.alpha.unwrap_or(method.default_alpha(rank)), targets, seed: a.seed, vera_d_initial: a.d_initial };
+    let spec = TrainSpec { method, rank, alpha: a.alpha.unwrap_or(method.default_alpha(rank)), targets, seed: a.seed, vera_d_initial: a.d_initial, loldu_train_scale: a.loldu_train_scale };
     if a.seq == 0 || a.batch == 0 || a.accum == 0 || a.steps == 0 {
         return Err("--seq, --batch, --accum and --steps must be at least 1".into());
     }

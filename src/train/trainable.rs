@@ -7,7 +7,7 @@
 //! | LoRA | `A`, `Bᵀ` | low-rank | the term's |
 //! | FFA-LoRA | `Bᵀ` (`A` frozen) | low-rank | the term's `dBᵀ` |
 //! | VeRA | `λ_d`, `λ_b` | VeRA | the term's |
-//! | LoLDU | `z` | `A = U_r`, `Bᵀ[k, o] = P·L_r[o, k]·(z_k − D_k)` | `dz_k = Σ_o dBᵀ[k, o]·P·L_r[o, k]` |
+//! | LoLDU | `z` (and its scale `s`) | `A = U_r`, `Bᵀ[k, o] = P·L_r[o, k]·(z_k − D_k)` (`s·z_k − s0·D_k` at scale 1 when `s` is trained) | `dz_k = g_k` (`s·g_k`), `ds = Σ_k z_k·g_k`, `g_k = Σ_o dBᵀ[k, o]·P·L_r[o, k]` |
 //! | LoRA-XS / LoRA-SB | `R` | `A`, `Bᵀ = (B·R)ᵀ` | `dR = Bᵀ·dBᵀᵀ` |
 //!
 //! After every optimizer step [`Trainable::sync`] rebuilds the terms of LoLDU and LoRA-XS from
@@ -138,13 +138,16 @@ pub struct TrainSpec {
     pub seed: u64,
     /// VeRA's initial `λ_d` (PEFT's `d_initial`, 0.1).
     pub vera_d_initial: f32,
+    /// LoLDU: also train the scale of `z` (its optional `scaling_factor`).
+    pub loldu_train_scale: bool,
 }
 
 /// The frozen factors of a layer whose trained tensor is not a term factor.
 #[derive(Clone, Debug, PartialEq)]
 enum Mapped {
-    /// LoLDU: `P·L_r` `[n_out, r]`, `D_r`, and the trained `z`.
-    Loldu { pl: Vec<f32>, d: Vec<f32>, z: Vec<f32> },
+    /// LoLDU: `P·L_r` `[n_out, r]`, `D_r`, the trained `z`, the residual's scale `s0` and the scale
+    /// `s` of `z` (`[1]`, trained when `train_scale`).
+    Loldu { pl: Vec<f32>, d: Vec<f32>, z: Vec<f32>, s0: f32, s: Vec<f32>, train_scale: bool },
     /// LoRA-XS: `B` `[n_out, r]`, `Bᵀ` `[r, n_out]`, and the trained latent `R` `[r, r]`.
     Xs { b: Vec<f32>, b_t: Vec<f32>, latent: Vec<f32> },
 }
@@ -213,7 +216,7 @@ impl Trainable {
                     Method::Loldu => {
                         let w0 = f64s(&dequantize(model, l, kind)?);
                         let m = LolduLayer::init(&w0, ni, no, r, spec.alpha as f64)?;
-                        mapped[l][kind as usize] = Some(Mapped::Loldu { pl: m.pl, d: m.d, z: m.z });
+                        mapped[l][kind as usize] = Some(Mapped::Loldu { pl: m.pl, d: m.d, z: m.z, s0: m.scale, s: vec![m.scale], train_scale: spec.loldu_train_scale });
                         Term::LowRank(LowRank { r, n_in: ni, n_out: no, a: m.u, bt: vec![0.0; r * no], scale: m.scale })
                     }
                     Method::LoraXs | Method::LoraSb => {
@@ -263,7 +266,8 @@ impl Trainable {
                     Method::Loldu => {
                         let m = LolduLayer::load(&prefix, src, hy, ni, no, file)?;
                         let t = Term::LowRank(LowRank { r: m.r, n_in: ni, n_out: no, a: m.u, bt: vec![0.0; m.r * no], scale: m.scale });
-                        mapped[l][kind as usize] = Some(Mapped::Loldu { pl: m.pl, d: m.d, z: m.z });
+                        let train_scale = spec.loldu_train_scale;
+                        mapped[l][kind as usize] = Some(Mapped::Loldu { pl: m.pl, d: m.d, z: m.z, s0: m.scale, s: vec![m.scale_z], train_scale });
                         t
                     }
                     Method::LoraXs | Method::LoraSb => {
@@ -291,9 +295,12 @@ impl Trainable {
                 let (Some(Term::LowRank(lr)), Some(m)) = (t, m) else { continue };
                 let (r, no) = (lr.r, lr.n_out);
                 match m {
-                    Mapped::Loldu { pl, d, z } => {
+                    Mapped::Loldu { pl, d, z, s0, s, train_scale } => {
+                        // Untrained scale: Bᵀ = (P·L_r·diag(z − D))ᵀ at s0; trained: (P·L_r·diag(s·z − s0·D))ᵀ at 1.
+                        let (cz, cd) = if *train_scale { (s[0], *s0) } else { (1.0, 1.0) };
+                        lr.scale = if *train_scale { 1.0 } else { *s0 };
                         for k in 0..r {
-                            let c = z[k] - d[k];
+                            let c = cz * z[k] - cd * d[k];
                             for o in 0..no {
                                 lr.bt[k * no + o] = pl[o * r + k] * c;
                             }
@@ -317,7 +324,12 @@ impl Trainable {
             for (t, m) in blk.iter().zip(mb) {
                 match (t, m) {
                     (None, _) => {}
-                    (Some(_), Some(Mapped::Loldu { z, .. })) => out.push(z.len()),
+                    (Some(_), Some(Mapped::Loldu { z, train_scale, .. })) => {
+                        out.push(z.len());
+                        if *train_scale {
+                            out.push(1);
+                        }
+                    }
                     (Some(_), Some(Mapped::Xs { latent, .. })) => out.push(latent.len()),
                     (Some(Term::LowRank(lr)), None) => {
                         if self.spec.method.trains_a() {
@@ -344,7 +356,12 @@ impl Trainable {
             for (t, m) in blk.iter_mut().zip(mb.iter_mut()) {
                 match (t, m) {
                     (None, _) => {}
-                    (Some(_), Some(Mapped::Loldu { z, .. })) => out.push(z),
+                    (Some(_), Some(Mapped::Loldu { z, s, train_scale, .. })) => {
+                        out.push(z);
+                        if *train_scale {
+                            out.push(s);
+                        }
+                    }
                     (Some(_), Some(Mapped::Xs { latent, .. })) => out.push(latent),
                     (Some(Term::LowRank(lr)), None) => {
                         if trains_a {
@@ -376,9 +393,16 @@ impl Trainable {
             for ((t, m), tg) in blk.iter().zip(mb).zip(gb) {
                 let (Some(t), Some(tg)) = (t, tg) else { continue };
                 match (t, m, tg) {
-                    (Term::LowRank(lr), Some(Mapped::Loldu { pl, .. }), TermGrad::LowRank { dbt, .. }) => {
+                    (Term::LowRank(lr), Some(Mapped::Loldu { pl, z, s, train_scale, .. }), TermGrad::LowRank { dbt, .. }) => {
+                        // g_k = Σ_o dBᵀ[k, o]·P·L_r[o, k]: dz_k = g_k (·s when trained), ds = Σ_k z_k·g_k.
                         let (r, no) = (lr.r, lr.n_out);
-                        out.push((0..r).map(|k| (0..no).map(|o| dbt[k * no + o] * pl[o * r + k]).sum()).collect());
+                        let g: Vec<f32> = (0..r).map(|k| (0..no).map(|o| dbt[k * no + o] * pl[o * r + k]).sum()).collect();
+                        if *train_scale {
+                            out.push(g.iter().map(|v| v * s[0]).collect());
+                            out.push(vec![g.iter().zip(z).map(|(a, b)| a * b).sum()]);
+                        } else {
+                            out.push(g);
+                        }
                     }
                     (Term::LowRank(lr), Some(Mapped::Xs { b_t, .. }), TermGrad::LowRank { dbt, .. }) => {
                         // dRᵀ[j, i] = Σ_o dBᵀ[j, o]·Bᵀ[i, o].
@@ -412,6 +436,9 @@ impl Trainable {
         h.insert("seed".into(), s.seed.to_string());
         let tg: Vec<&str> = s.targets.iter().map(|k| k.gguf_name()).collect();
         h.insert("target_modules".into(), tg.join(","));
+        if s.method == Method::Loldu && s.loldu_train_scale {
+            h.insert("train_scale".into(), "true".into());
+        }
         if s.method == Method::Vera {
             h.insert("projection_prng_key".into(), s.seed.to_string());
             h.insert("d_initial".into(), s.vera_d_initial.to_string());
@@ -430,8 +457,19 @@ impl Trainable {
                 let Some(t) = t else { continue };
                 let prefix = format!("blk.{l}.{}", LinearKind::ALL[k].gguf_name());
                 match (t, m) {
-                    (Term::LowRank(lr), Some(Mapped::Loldu { pl, d, z })) => {
-                        let m = LolduLayer { r: lr.r, n_in: lr.n_in, n_out: lr.n_out, pl: pl.clone(), d: d.clone(), u: lr.a.clone(), z: z.clone(), scale: lr.scale };
+                    (Term::LowRank(lr), Some(Mapped::Loldu { pl, d, z, s0, s, train_scale })) => {
+                        let m = LolduLayer {
+                            r: lr.r,
+                            n_in: lr.n_in,
+                            n_out: lr.n_out,
+                            pl: pl.clone(),
+                            d: d.clone(),
+                            u: lr.a.clone(),
+                            z: z.clone(),
+                            scale: *s0,
+                            scale_z: s[0],
+                            train_scale: *train_scale,
+                        };
                         m.save(&prefix, &mut tensors);
                     }
                     (Term::LowRank(lr), Some(Mapped::Xs { b, latent, .. })) => {

@@ -125,7 +125,7 @@ pub fn memory_estimate(model: &Model, spec: &TrainSpec, seq_len: usize, threads:
             Method::Lora => (r * (ni + no), 0),
             Method::FfaLora => (r * no, r * ni),
             Method::Vera => (r + no, no),
-            Method::Loldu => (r, r * (ni + 2 * no)),
+            Method::Loldu => (r + 1, r * (ni + 2 * no)),
             Method::LoraXs | Method::LoraSb => (r * r, r * (ni + 3 * no)),
         };
         params += p;
@@ -405,6 +405,7 @@ impl Trainer {
         m.insert("alpha".into(), s.alpha.to_string());
         m.insert("targets".into(), s.targets.iter().map(|k| k.gguf_name()).collect::<Vec<_>>().join(","));
         m.insert("init_seed".into(), s.seed.to_string());
+        m.insert("loldu_train_scale".into(), s.loldu_train_scale.to_string());
         m.insert("batch".into(), c.batch.to_string());
         m.insert("accum".into(), c.accum.to_string());
         m.insert("data_seed".into(), c.seed.to_string());

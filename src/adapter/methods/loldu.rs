@@ -14,7 +14,9 @@
 //! [`LolduLayer::init`] on the base weight, then setting `z`.
 //!
 //! Fold (exact up to rounding `P·L_r·diag(z − D_r)` to f32): `B' = P·L_r·diag(z − D_r)`,
-//! `A' = U_r`, rank `r`, scale `s` kept in the term.
+//! `A' = U_r`, rank `r`, scale `s` kept in the term. With LoLDU's optional trained scale `s'`
+//! (`scaling_factor`, stored as `loldu_scale`), `W = W_res + s'·P·L_r·diag(z)·U_r`, so
+//! `ΔW = P·L_r·diag(s'·z − s·D_r)·U_r` and the fold is `B' = P·L_r·diag(s'·z − s·D_r)` at scale 1.
 use super::linalg::lu_steps;
 use super::{hyper_get, shape_of, take, Hyper, LayerMethod, Tensors};
 use crate::adapter::term::{LowRank, Term};
@@ -37,8 +39,12 @@ pub struct LolduLayer {
     pub u: Vec<f32>,
     /// The trainable diagonal `z`, `[r]` (`vector_z`).
     pub z: Vec<f32>,
-    /// `α/r`.
+    /// `s = α/r`, the scale of the residual `W_res = W0 − s·P·L_r·diag(D_r)·U_r` (fixed at init).
     pub scale: f32,
+    /// The scale of the trained part `s'·P·L_r·diag(z)·U_r`: `s` unless the scale is trained.
+    pub scale_z: f32,
+    /// Whether `scale_z` is trained (LoLDU's optional `scaling_factor`); stored as `loldu_scale`.
+    pub train_scale: bool,
 }
 
 impl LolduLayer {
@@ -59,13 +65,14 @@ impl LolduLayer {
             }
         }
         let d: Vec<f32> = d.iter().map(|&v| v as f32).collect();
-        Ok(LolduLayer { r, n_in, n_out, pl: lu.pl.iter().map(|&v| v as f32).collect(), z: d.clone(), d, u, scale: (alpha / r as f64) as f32 })
+        let scale = (alpha / r as f64) as f32;
+        Ok(LolduLayer { r, n_in, n_out, pl: lu.pl.iter().map(|&v| v as f32).collect(), z: d.clone(), d, u, scale, scale_z: scale, train_scale: false })
     }
 
     /// `s·P·L_r·diag(v)·U_r` in f64, `[n_out, n_in]`.
-    fn pl_diag_u(&self, v: &[f32]) -> Vec<f64> {
+    fn pl_diag_u(&self, v: &[f32], s: f32) -> Vec<f64> {
         let (r, ni, no) = (self.r, self.n_in, self.n_out);
-        let s = self.scale as f64;
+        let s = s as f64;
         let mut out = vec![0f64; no * ni];
         for o in 0..no {
             for (k, &vk) in v.iter().enumerate().take(r) {
@@ -91,29 +98,36 @@ impl LayerMethod for LolduLayer {
         self.n_out
     }
     fn trainable_params(&self) -> usize {
-        self.z.len()
+        self.z.len() + self.train_scale as usize
     }
-    /// `(W_res + s·P·L_r·diag(z)·U_r) − W0` with `W_res = W0 − s·P·L_r·diag(D_r)·U_r`.
+    /// `(W_res + s'·P·L_r·diag(z)·U_r) − W0` with `W_res = W0 − s·P·L_r·diag(D_r)·U_r`.
     fn delta_dense_f64(&self, w0: &[f64]) -> Vec<f64> {
-        let sub = self.pl_diag_u(&self.d);
-        let add = self.pl_diag_u(&self.z);
+        let sub = self.pl_diag_u(&self.d, self.scale);
+        let add = self.pl_diag_u(&self.z, self.scale_z);
         w0.iter().zip(sub.iter().zip(&add)).map(|(&w, (&s, &a))| ((w - s) + a) - w).collect()
     }
+    /// `B' = P·L_r·diag(z − D_r)` at scale `s`; with a trained scale, `B' = P·L_r·diag(s'·z − s·D_r)`
+    /// at scale 1.
     fn to_term(&self) -> Term {
         let r = self.r;
+        let same = self.scale_z == self.scale;
+        let (cz, cd) = if same { (1.0, 1.0) } else { (self.scale_z as f64, self.scale as f64) };
         let mut b = vec![0f32; self.n_out * r];
         for o in 0..self.n_out {
             for k in 0..r {
-                b[o * r + k] = (self.pl[o * r + k] as f64 * (self.z[k] as f64 - self.d[k] as f64)) as f32;
+                b[o * r + k] = (self.pl[o * r + k] as f64 * (cz * self.z[k] as f64 - cd * self.d[k] as f64)) as f32;
             }
         }
-        Term::LowRank(LowRank::from_a_b(r, self.n_in, self.n_out, self.u.clone(), &b, self.scale))
+        Term::LowRank(LowRank::from_a_b(r, self.n_in, self.n_out, self.u.clone(), &b, if same { self.scale } else { 1.0 }))
     }
     fn save(&self, prefix: &str, out: &mut Tensors) {
         out.insert(format!("{prefix}.loldu_z"), (vec![self.r], self.z.clone()));
         out.insert(format!("{prefix}.loldu_d"), (vec![self.r], self.d.clone()));
         out.insert(format!("{prefix}.loldu_pl"), (vec![self.n_out, self.r], self.pl.clone()));
         out.insert(format!("{prefix}.loldu_u"), (vec![self.r, self.n_in], self.u.clone()));
+        if self.train_scale {
+            out.insert(format!("{prefix}.loldu_scale"), (vec![1], vec![self.scale_z]));
+        }
     }
     /// Hyper-parameters: `alpha` (LoLDU's default is 1).
     fn load(prefix: &str, src: &Tensors, hyper: &Hyper, n_in: usize, n_out: usize, file: &str) -> Result<Self> {
@@ -124,6 +138,9 @@ impl LayerMethod for LolduLayer {
         let pl = take(src, &format!("{prefix}.loldu_pl"), &[n_out, r], file)?;
         let u = take(src, &format!("{prefix}.loldu_u"), &[r, n_in], file)?;
         let alpha: f64 = hyper_get(hyper, "alpha", file)?;
-        Ok(LolduLayer { r, n_in, n_out, pl, d, u, z, scale: (alpha / r as f64) as f32 })
+        let scale = (alpha / r as f64) as f32;
+        let name_s = format!("{prefix}.loldu_scale");
+        let (scale_z, train_scale) = if src.contains_key(&name_s) { (take(src, &name_s, &[1], file)?[0], true) } else { (scale, false) };
+        Ok(LolduLayer { r, n_in, n_out, pl, d, u, z, scale, scale_z, train_scale })
     }
 }
