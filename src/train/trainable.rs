@@ -156,6 +156,25 @@ enum Mapped {
 /// initialisation reads them).
 pub type BaseGrads = [Vec<Option<Vec<f32>>>];
 
+/// One projection's factorisation at initialisation.
+enum Factor {
+    None,
+    Loldu(LolduLayer),
+    Xs(LoraXsLayer),
+}
+
+/// `f` over `jobs` on every core (interleaved), results in job order; the first error wins.
+fn parallel_map<J: Sync, R: Send>(jobs: &[J], f: impl Fn(&J) -> Result<R> + Sync) -> Result<Vec<R>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(jobs.len()).max(1);
+    let f = &f;
+    let parts: Vec<Vec<Result<R>>> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..threads).map(|t| sc.spawn(move || jobs.iter().skip(t).step_by(threads).map(f).collect::<Vec<_>>())).collect();
+        hs.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+    });
+    let mut iters: Vec<_> = parts.into_iter().map(|p| p.into_iter()).collect();
+    (0..jobs.len()).map(|i| iters[i % threads].next().expect("one result per job")).collect()
+}
+
 /// A method's trainable state on one model.
 #[derive(Clone, Debug)]
 pub struct Trainable {
@@ -197,13 +216,38 @@ impl Trainable {
         } else {
             None
         };
+        // The factorisations of LoLDU, LoRA-XS and LoRA-SB (an LU or an SVD per projection), on
+        // every core: each projection's is independent of the others and of the thread count.
+        let jobs: Vec<(usize, LinearKind)> = (0..cfg.n_layer).flat_map(|l| spec.targets.iter().map(move |&k| (l, k))).collect();
+        for &(l, kind) in &jobs {
+            let w = model.weights.blocks[l].linear(kind);
+            if spec.method != Method::Vera && r > w.n_in.min(w.n_out) {
+                return Err(Error::invalid("train", format!("rank {r} exceeds blk.{l}.{} ({}x{})", kind.gguf_name(), w.n_out, w.n_in)));
+            }
+        }
+        let factor = |&(l, kind): &(usize, LinearKind)| -> Result<Factor> {
+            let w = model.weights.blocks[l].linear(kind);
+            let (ni, no) = (w.n_in, w.n_out);
+            Ok(match spec.method {
+                Method::Loldu => Factor::Loldu(LolduLayer::init(&f64s(&dequantize(model, l, kind)?), ni, no, r, spec.alpha as f64)?),
+                Method::LoraXs => {
+                    let w0 = f64s(&dequantize(model, l, kind)?);
+                    Factor::Xs(LoraXsLayer::init_xs(&w0, ni, no, r, spec.alpha as f64, spec.seed.wrapping_add((l * 7 + kind as usize) as u64) as u32)?)
+                }
+                Method::LoraSb => {
+                    let (g, eta) = sb_grads.ok_or_else(|| Error::invalid("train", "LoRA-SB needs the base weights' gradient"))?;
+                    let g = g.get(l).and_then(|b| b[kind as usize].as_ref()).ok_or_else(|| Error::invalid("train", format!("no gradient for blk.{l}.{}", kind.gguf_name())))?;
+                    Factor::Xs(LoraXsLayer::init_sb(&f64s(g), ni, no, r, eta, spec.alpha as f64)?)
+                }
+                _ => Factor::None,
+            })
+        };
+        let mut factors = parallel_map(&jobs, factor)?.into_iter();
         for l in 0..cfg.n_layer {
             for &kind in &spec.targets {
                 let w = model.weights.blocks[l].linear(kind);
                 let (ni, no) = (w.n_in, w.n_out);
-                if spec.method != Method::Vera && r > ni.min(no) {
-                    return Err(Error::invalid("train", format!("rank {r} exceeds blk.{l}.{} ({no}x{ni})", kind.gguf_name())));
-                }
+                let f = factors.next().expect("one factor per job");
                 let term = match spec.method {
                     Method::Lora | Method::FfaLora => {
                         let a = kaiming_uniform(&mut rng, r, ni, sqrt5());
@@ -214,20 +258,12 @@ impl Trainable {
                         Term::Vera(Vera { shared: sh, n_in: ni, n_out: no, lambda_d: vec![spec.vera_d_initial; r], lambda_b: vec![0.0; no] })
                     }
                     Method::Loldu => {
-                        let w0 = f64s(&dequantize(model, l, kind)?);
-                        let m = LolduLayer::init(&w0, ni, no, r, spec.alpha as f64)?;
+                        let Factor::Loldu(m) = f else { unreachable!("LoLDU factors") };
                         mapped[l][kind as usize] = Some(Mapped::Loldu { pl: m.pl, d: m.d, z: m.z, s0: m.scale, s: vec![m.scale], train_scale: spec.loldu_train_scale });
                         Term::LowRank(LowRank { r, n_in: ni, n_out: no, a: m.u, bt: vec![0.0; r * no], scale: m.scale })
                     }
                     Method::LoraXs | Method::LoraSb => {
-                        let m = if spec.method == Method::LoraXs {
-                            let w0 = f64s(&dequantize(model, l, kind)?);
-                            LoraXsLayer::init_xs(&w0, ni, no, r, spec.alpha as f64, spec.seed.wrapping_add((l * 7 + kind as usize) as u64) as u32)?
-                        } else {
-                            let (g, eta) = sb_grads.ok_or_else(|| Error::invalid("train", "LoRA-SB needs the base weights' gradient"))?;
-                            let g = g.get(l).and_then(|b| b[kind as usize].as_ref()).ok_or_else(|| Error::invalid("train", format!("no gradient for blk.{l}.{}", kind.gguf_name())))?;
-                            LoraXsLayer::init_sb(&f64s(g), ni, no, r, eta, spec.alpha as f64)?
-                        };
+                        let Factor::Xs(m) = f else { unreachable!("LoRA-XS factors") };
                         let b_t = transpose(&m.b, no, r);
                         mapped[l][kind as usize] = Some(Mapped::Xs { b: m.b, b_t, latent: m.latent });
                         Term::LowRank(LowRank { r, n_in: ni, n_out: no, a: m.a, bt: vec![0.0; r * no], scale: m.scale })
