@@ -38,7 +38,7 @@ fn data(n: usize) -> Vec<Sequence> {
 
 fn spec(method: Method) -> TrainSpec {
     let rank = if method == Method::Vera { 8 } else { 4 };
-    TrainSpec { method, rank, alpha: method.default_alpha(rank), targets: LinearKind::ALL.to_vec(), seed: 3, vera_d_initial: 0.1, loldu_train_scale: false }
+    TrainSpec { method, rank, alpha: method.default_alpha(rank), targets: LinearKind::ALL.to_vec(), seed: 3, vera_d_initial: 0.1, loldu_train_scale: false, sb_lr: 1e-4 }
 }
 
 fn cfg(steps: u64, lr: f32, threads: usize) -> TrainConfig {

@@ -187,7 +187,7 @@ pub unsafe extern "C" fn graft_trainer_new(model: *const super::model::graft_mod
             return Err(Failure::invalid("options: alpha, lr, weight_decay, clip_norm must be finite and eval_fraction in [0, 1)"));
         }
         let alpha = if o.alpha == 0.0 { method.default_alpha(rank) } else { o.alpha };
-        let spec = TrainSpec { method, rank, alpha, targets, seed: o.seed, vera_d_initial: 0.1, loldu_train_scale: o.loldu_train_scale };
+        let spec = TrainSpec { method, rank, alpha, targets, seed: o.seed, vera_d_initial: 0.1, loldu_train_scale: o.loldu_train_scale, sb_lr: 1e-4 };
         let threads = if o.threads == 0 { mh.threads } else { o.threads as usize };
         let (train, eval) = data::load_for_training(Path::new(data_path), &mh.model, o.seq_len as usize, o.eval_fraction)?;
         let budget = (o.max_memory != 0).then_some(o.max_memory as usize);

@@ -93,6 +93,9 @@ pub struct TrainArgs {
     /// LoLDU: also train the scale of z (its optional scaling_factor)
     #[arg(long = "loldu-train-scale")]
     pub loldu_train_scale: bool,
+    /// LoRA-SB: learning rate of the full fine-tuning whose first update the initialisation imitates
+    #[arg(long = "sb-lr", default_value_t = 1e-4)]
+    pub sb_lr: f32,
     /// Always recompute activations in the backward pass (less memory, one more forward)
     #[arg(long = "activation-checkpointing")]
     pub activation_checkpointing: bool,
@@ -130,7 +133,7 @@ pub fn run(model: Arc<Model>, threads: usize, a: TrainArgs) -> Result<(), String
     let method = Method::parse(&a.method).map_err(|e| e.to_string())?;
     let rank = a.rank.unwrap_or(method.default_rank());
     let targets = parse_targets(&a.targets).map_err(|e| e.to_string())?;
-    let spec = TrainSpec { method, rank, alpha: a.alpha.unwrap_or(method.default_alpha(rank)), targets, seed: a.seed, vera_d_initial: a.d_initial, loldu_train_scale: a.loldu_train_scale };
+    let spec = TrainSpec { method, rank, alpha: a.alpha.unwrap_or(method.default_alpha(rank)), targets, seed: a.seed, vera_d_initial: a.d_initial, loldu_train_scale: a.loldu_train_scale, sb_lr: a.sb_lr };
     if a.seq == 0 || a.batch == 0 || a.accum == 0 || a.steps == 0 {
         return Err("--seq, --batch, --accum and --steps must be at least 1".into());
     }

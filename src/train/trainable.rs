@@ -140,6 +140,9 @@ pub struct TrainSpec {
     pub vera_d_initial: f32,
     /// LoLDU: also train the scale of `z` (its optional `scaling_factor`).
     pub loldu_train_scale: bool,
+    /// LoRA-SB: the learning rate of the full fine-tuning whose first update its initialisation
+    /// imitates (`G̃ = −lr·sign(ΣG) / max(warm-up steps, 1)`); 1e-4 by default.
+    pub sb_lr: f32,
 }
 
 /// The frozen factors of a layer whose trained tensor is not a term factor.

@@ -235,7 +235,7 @@ pub fn lora_sb_gradients(model: &Model, targets: &[LinearKind], batches: &[&[Seq
 
 impl Trainer {
     /// A run resumed from the checkpoint file `resume`, or a fresh one: LoRA-SB initialised from
-    /// the base weights' gradient on the first batch (effective step `lr / max(warm-up, 1)`),
+    /// the base weights' gradient on the first batch (effective step `sb_lr / max(warm-up, 1)`),
     /// the other methods from their seeded initialisations.
     pub fn start(model: Arc<Model>, spec: TrainSpec, cfg: TrainConfig, train: Vec<Sequence>, eval: Vec<Sequence>, resume: Option<&Path>) -> Result<Trainer> {
         if let Some(p) = resume {
@@ -244,7 +244,7 @@ impl Trainer {
         let trainable = if spec.method == Method::LoraSb {
             let first: Vec<Sequence> = train.iter().take(cfg.batch).cloned().collect();
             let g = lora_sb_gradients(&model, &spec.targets, &[&first], cfg.threads)?;
-            let eta = cfg.optim.lr as f64 / cfg.optim.warmup_steps.max(1) as f64;
+            let eta = spec.sb_lr as f64 / cfg.optim.warmup_steps.max(1) as f64;
             Trainable::init(&model, spec, Some((&g, eta)))?
         } else {
             Trainable::init(&model, spec, None)?
