@@ -1,7 +1,7 @@
 //! graft: a runtime that runs a quantized language model from a GGUF file on hand-written SIMD
 //! kernels, with hot-swappable adapters and on-device adapter training.
 //!
-//! Layers, lowest first: [`error`], [`format`] (GGUF and safetensors parsing), [`quant`] (block
+//! Layers, lowest first: [`error`], [`format`](mod@format) (GGUF and safetensors parsing), [`quant`] (block
 //! formats), [`kernels`] (the C kernels behind a run-time ISA table), [`model`] (the llama
 //! forward pass, tokenizer, sampler), [`adapter`] (adapter methods, files and registry), [`train`]
 //! (adapter training: backward pass, methods, trainer), [`cuda`] (the CUDA backend: compiled with

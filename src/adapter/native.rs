@@ -1,5 +1,5 @@
 //! An adapter in its method's own parameters (what files store and training updates), and its
-//! compilation into runtime [`Term`]s for one base model.
+//! compilation into runtime [`Term`](super::Term)s for one base model.
 //!
 //! Tensor names: `blk.<layer>.<linear>.<param>` with `<linear>` the GGUF name (`attn_q`, ...),
 //! and `shared.<param>` for tensors shared by all layers (VeRA's projections, ...).

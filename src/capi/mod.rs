@@ -4,7 +4,7 @@
 //! Conventions shared by every function:
 //! - it returns a [`GraftStatus`] (the few that return a string say so); on failure the message is
 //!   read with [`graft_last_error`] on the same thread;
-//! - it runs inside [`ffi`], which catches unwinding, so no panic crosses the boundary;
+//! - it runs inside `ffi`, which catches unwinding, so no panic crosses the boundary;
 //! - NULL pointers and bad lengths are errors; handles are ids looked up in a table
 //!   (`handle.rs`), so a freed handle, or one of another kind, is an error and not a use after free.
 //!

@@ -182,7 +182,7 @@ impl AdapterKernels {
         unsafe { (self.down)(x.as_ptr(), ldx_c, c_size(m), a.as_ptr(), lda_c, c_size(r), c_size(n), t.as_mut_ptr(), ldt_c) }
     }
 
-    /// y[i*ldy + c] += s·oscale[c]·Σ_j tscale[j]·t[i*ldt + j]·bt[j*ldb + c], i < m, c < ncols, j < r.
+    /// `y[i*ldy + c] += s·oscale[c]·Σ_j tscale[j]·t[i*ldt + j]·bt[j*ldb + c]`, `i < m`, `c < ncols`, `j < r`.
     ///
     /// An absent `tscale` or `oscale` counts as all ones. `m`, `r` or `ncols == 0` touches nothing.
     #[allow(clippy::too_many_arguments)]
@@ -238,7 +238,7 @@ impl AdapterKernels {
         unsafe { (self.up)(t.as_ptr(), ldt_c, c_size(m), c_size(r), tsp, bt.as_ptr(), ldb_c, c_size(ncols), osp, s, y, ldy as i64) }
     }
 
-    /// Up-projection over Q8_0 rows of Bᵀ (see the C header): y[i*ldy + c] += s·oscale[c]·Σ_j tscale[j]·t[i*ldt+j]·BT[j][c0 + c].
+    /// Up-projection over Q8_0 rows of Bᵀ (see the C header): `y[i*ldy + c] += s·oscale[c]·Σ_j tscale[j]·t[i*ldt+j]·BT[j][c0 + c]`.
     ///
     /// `bt` holds `r` rows of Q8_0 blocks (32 columns each, as [`quantize_rows_q8_0`] makes them),
     /// row `j` at byte `j·bt_stride`; only the blocks holding columns `c0 .. c0 + ncols` are read, so

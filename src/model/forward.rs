@@ -3,7 +3,7 @@
 //! All tokens of all sequences in a call form one activation matrix `[T, d]`: every base product
 //! runs once for the whole batch (weight rows split among threads, each unpacked weight block reused
 //! across the batch's rows); attention runs per token against its own sequence's cache.
-//! Every linear layer goes through [`Runner::linears`], the one place where adapter terms join.
+//! Every linear layer goes through `Runner::linears`, the one place where adapter terms join.
 use super::kv_cache::{KvCache, KvRows};
 use super::weights::{Linear, LinearKind};
 use super::Model;

@@ -1,7 +1,11 @@
-//! On-device training: the building blocks of a training pass over the frozen base.
+//! On-device training of adapters over the frozen quantized base.
 //!
-//! [`backprop`] is the loss and adapter gradients of a sequence through the whole model.
-//! [`adapter_grad`] holds the forward/backward of the trainable adapter terms (low-rank, VeRA).
+//! [`trainer`] is the loop (batches over threads, AdamW, eval loss, atomic checkpoints, exact
+//! resume, memory planning); [`trainable`] holds what a method trains and maps term gradients onto
+//! it (VeRA, LoLDU, LoRA-XS, LoRA-SB, LoRA, FFA-LoRA, ALLoRA's scaling).
+//! [`backprop`] is the loss and adapter gradients of a sequence through the whole model (optional
+//! activation checkpointing); [`matmul`] the frozen base's products over dequantized panels;
+//! [`adapter_grad`] the forward/backward of the trainable adapter terms (low-rank, VeRA).
 //! [`data`] reads and packs training records (text, JSONL, chat).
 //! [`optim`] is AdamW with warm-up, cosine decay and clipping.
 //! [`ops`] holds the per-op forward/backward pairs on f32 row-major buffers (in the style of
