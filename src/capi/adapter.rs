@@ -185,13 +185,7 @@ pub unsafe extern "C" fn graft_adapter_list_get(list: *const graft_adapter_list,
 /// Thread safety: callable from any thread; not while another thread still reads its strings.
 #[no_mangle]
 pub extern "C" fn graft_adapter_list_free(list: *mut graft_adapter_list) -> GraftStatus {
-    ffi("graft_adapter_list_free", || {
-        if list.is_null() {
-            return Ok(());
-        }
-        drop(LISTS.remove(list)?);
-        Ok(())
-    })
+    ffi("graft_adapter_list_free", || LISTS.free(list))
 }
 
 /// Converts the adapter file at `src` (a GGUF LoRA, a graft file or a PEFT directory) to `format`

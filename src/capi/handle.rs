@@ -6,7 +6,7 @@
 use super::{CResult, Failure, GraftStatus};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, TryLockError};
 
 /// Ids of every kind come from one counter, so that no two live handles share an id.
 static NEXT_ID: AtomicUsize = AtomicUsize::new(HANDLE_STEP);
@@ -54,7 +54,36 @@ impl<T> Table<T> {
         self.lock().remove(&id).ok_or_else(|| self.stale(id))
     }
 
+    /// Releases handle `h` (what a `graft_*_free` function does): NULL does nothing, a handle that
+    /// is not live is an error. The object goes when its last user lets go.
+    pub(crate) fn free<H>(&self, h: *const H) -> CResult<()> {
+        if h.is_null() {
+            return Ok(());
+        }
+        drop(self.remove(h)?);
+        Ok(())
+    }
+
     fn stale(&self, id: usize) -> Failure {
         Failure::new(GraftStatus::ErrInvalidHandle, format!("{:#x} is not a live {} handle (already freed, or a handle of another kind)", id, self.kind))
+    }
+}
+
+impl<T> Table<Mutex<T>> {
+    /// Runs `f` on the object behind `h`, one call at a time: a concurrent or re-entrant call is
+    /// `GRAFT_STATUS_ERR_BUSY`, and an object poisoned by an internal error is refused (`noun`
+    /// names it in the messages: "session", "trainer").
+    pub(crate) fn with_locked<H, R>(&self, h: *const H, noun: &str, f: impl FnOnce(&mut T) -> CResult<R>) -> CResult<R> {
+        let obj = self.get(h)?;
+        let mut guard = match obj.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::WouldBlock) => {
+                return Err(Failure::new(GraftStatus::ErrBusy, format!("the {noun} is in use by another call (another thread, or a callback of its own)")))
+            }
+            Err(TryLockError::Poisoned(_)) => {
+                return Err(Failure::new(GraftStatus::ErrInternal, format!("the {noun} was left inconsistent by an earlier internal error; free it")))
+            }
+        };
+        f(&mut guard)
     }
 }

@@ -261,13 +261,7 @@ pub unsafe extern "C" fn graft_model_load(path: *const c_char, options: *const g
 /// finish normally, later calls get `GRAFT_STATUS_ERR_INVALID_HANDLE`.
 #[no_mangle]
 pub extern "C" fn graft_model_free(model: *mut graft_model) -> GraftStatus {
-    ffi("graft_model_free", || {
-        if model.is_null() {
-            return Ok(());
-        }
-        drop(MODELS.remove(model)?);
-        Ok(())
-    })
+    ffi("graft_model_free", || MODELS.free(model))
 }
 
 /// Writes the model's shape, special tokens, sizes and resolved options to `*out_info`.

@@ -7,7 +7,7 @@ use crate::model::generate::prefill;
 use crate::model::sampler::Sampler;
 use crate::model::{KvCache, Runner};
 use std::ffi::c_char;
-use std::sync::{Arc, Mutex, TryLockError};
+use std::sync::{Arc, Mutex};
 
 /// A session (opaque): one sequence on a shared model, with its own KV cache, sampler, threads and
 /// adapter set. Created by `graft_session_new`, released by `graft_session_free`.
@@ -102,17 +102,7 @@ pub(crate) static SESSIONS: Table<Mutex<Session>> = Table::new("graft_session");
 /// Runs `f` on the session behind `h`, one call at a time: a concurrent or re-entrant call is
 /// `GRAFT_STATUS_ERR_BUSY`, and a session poisoned by an internal error is refused.
 pub(crate) fn with_session<R>(h: *const graft_session, f: impl FnOnce(&mut Session) -> CResult<R>) -> CResult<R> {
-    let s = SESSIONS.get(h)?;
-    let mut guard = match s.try_lock() {
-        Ok(g) => g,
-        Err(TryLockError::WouldBlock) => {
-            return Err(Failure::new(GraftStatus::ErrBusy, "the session is in use by another call (another thread, or a callback of its own)"))
-        }
-        Err(TryLockError::Poisoned(_)) => {
-            return Err(Failure::new(GraftStatus::ErrInternal, "the session was left inconsistent by an earlier internal error; free it"))
-        }
-    };
-    f(&mut guard)
+    SESSIONS.with_locked(h, "session", f)
 }
 
 /// Fills `options` with the defaults: the model's threads and context, temperature 0.8, top-p
@@ -206,13 +196,7 @@ pub unsafe extern "C" fn graft_session_new(model: *mut graft_model, options: *co
 /// session: that call finishes normally and the session goes after it.
 #[no_mangle]
 pub extern "C" fn graft_session_free(session: *mut graft_session) -> GraftStatus {
-    ffi("graft_session_free", || {
-        if session.is_null() {
-            return Ok(());
-        }
-        drop(SESSIONS.remove(session)?);
-        Ok(())
-    })
+    ffi("graft_session_free", || SESSIONS.free(session))
 }
 
 /// Sets the session's adapters: `names[i]` (loaded on the session's model with

@@ -13,7 +13,7 @@ use crate::train::trainable::{parse_targets, Method, TrainSpec};
 use crate::train::trainer::{plan_memory, TrainConfig, Trainer};
 use std::ffi::{c_char, c_void};
 use std::path::Path;
-use std::sync::{Mutex, TryLockError};
+use std::sync::Mutex;
 use std::time::Instant;
 
 /// A training run on a model (opaque). Created by `graft_trainer_new`, released by
@@ -121,13 +121,7 @@ pub type graft_train_progress_fn = Option<unsafe extern "C" fn(user: *mut c_void
 static TRAINERS: Table<Mutex<Trainer>> = Table::new("graft_trainer");
 
 fn with_trainer<R>(h: *const graft_trainer, f: impl FnOnce(&mut Trainer) -> CResult<R>) -> CResult<R> {
-    let t = TRAINERS.get(h)?;
-    let mut guard = match t.try_lock() {
-        Ok(g) => g,
-        Err(TryLockError::WouldBlock) => return Err(Failure::new(GraftStatus::ErrBusy, "the trainer is in use by another call (another thread, or its own callback)")),
-        Err(TryLockError::Poisoned(_)) => return Err(Failure::new(GraftStatus::ErrInternal, "the trainer was left inconsistent by an earlier internal error; free it")),
-    };
-    f(&mut guard)
+    TRAINERS.with_locked(h, "trainer", f)
 }
 
 /// Fills `options` with the defaults (method and data path NULL: they must be set).
@@ -324,11 +318,5 @@ pub unsafe extern "C" fn graft_trainer_save_adapter(trainer: *mut graft_trainer,
 /// Thread safety: callable from any thread; a call in progress on it finishes first.
 #[no_mangle]
 pub extern "C" fn graft_trainer_free(trainer: *mut graft_trainer) -> GraftStatus {
-    ffi("graft_trainer_free", || {
-        if trainer.is_null() {
-            return Ok(());
-        }
-        drop(TRAINERS.remove(trainer)?);
-        Ok(())
-    })
+    ffi("graft_trainer_free", || TRAINERS.free(trainer))
 }
