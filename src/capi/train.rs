@@ -187,14 +187,7 @@ pub unsafe extern "C" fn graft_trainer_new(model: *const super::model::graft_mod
         let budget = (o.max_memory != 0).then_some(o.max_memory as usize);
         let plan = plan_memory(&mh.model, &spec, o.seq_len as usize, threads.min(o.batch as usize), budget)
             .map_err(|e| Failure::new(GraftStatus::ErrMemoryBudget, e.to_string()))?;
-        let lr = if o.lr == 0.0 {
-            match method {
-                Method::Lora | Method::FfaLora => 2e-4,
-                _ => 1e-2,
-            }
-        } else {
-            o.lr
-        };
+        let lr = if o.lr == 0.0 { method.default_lr() } else { o.lr };
         let cfg = TrainConfig {
             batch: o.batch as usize,
             accum: o.accum as usize,

@@ -118,12 +118,6 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
     Ok((v * mul as f64) as usize)
 }
 
-fn peak_rss() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
-}
-
 fn fmt_loss(v: Option<f64>) -> String {
     v.map_or("nan".to_string(), |v| format!("{v:.4}"))
 }
@@ -154,10 +148,7 @@ pub fn run(model: Arc<Model>, threads: usize, a: TrainArgs) -> Result<(), String
         if ckpt { "on" } else { "off" },
         est >> 20
     );
-    let lr = a.lr.unwrap_or(match method {
-        Method::Lora | Method::FfaLora => 2e-4,
-        _ => 1e-2,
-    });
+    let lr = a.lr.unwrap_or(method.default_lr());
     let cfg = TrainConfig {
         batch: a.batch,
         accum: a.accum,
@@ -233,7 +224,7 @@ pub fn run(model: Arc<Model>, threads: usize, a: TrainArgs) -> Result<(), String
     }
     eprintln!("graft: wrote {}", a.out.display());
     let tok_s = step_tokens as f64 / step_secs.max(1e-9);
-    let peak = peak_rss().map_or(0, |b| b >> 20);
+    let peak = crate::peak_rss().map_or(0, |b| b >> 20);
     println!("done: steps={} loss={:.4} eval_loss={} tok_s={:.1} peak_mib={}", trainer.steps_done(), last_loss, fmt_loss(eval_loss), tok_s, peak);
     Ok(())
 }

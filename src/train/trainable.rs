@@ -88,6 +88,15 @@ impl Method {
         }
     }
 
+    /// The peak learning rate used when none is given: 1e-2 for the methods that train a few
+    /// scales or a small latent (VeRA, LoLDU, LoRA-XS, LoRA-SB), 2e-4 for LoRA and FFA-LoRA.
+    pub fn default_lr(self) -> f32 {
+        match self {
+            Method::Lora | Method::FfaLora => 2e-4,
+            _ => 1e-2,
+        }
+    }
+
     /// Whether the low-rank terms' `A` gets a gradient.
     pub fn trains_a(self) -> bool {
         self == Method::Lora
