@@ -10,7 +10,7 @@
 //! of an epoch is a seeded shuffle, so that is all the data RNG state there is), the training
 //! settings and a hash of the training data. Resuming from it continues exactly as the
 //! uninterrupted run would (same losses, bit for bit, with the same thread count).
-use super::backprop::{activation_bytes, sequence_pass, Grads, PassOptions};
+use super::backprop::{activation_bytes, sequence_pass, Grads, PassOptions, RowScales};
 use super::data::Sequence;
 use super::optim::{AdamW, AdamWConfig};
 use super::trainable::{Method, TrainSpec, Trainable};
@@ -305,11 +305,10 @@ impl Trainer {
     }
 
     /// Loss and summed gradients of the sequences `idx`, spread over the threads.
-    fn batch_grads(&self, idx: &[usize], scale: f32, total: &mut Grads) -> Result<f64> {
+    fn batch_grads(&self, idx: &[usize], scale: f32, row_scales: Option<&RowScales>, total: &mut Grads) -> Result<f64> {
         let threads = self.cfg.threads.min(idx.len()).max(1);
         let ad = &self.trainable.adapter;
-        let scales = self.cfg.allora_eta.map(|eta| self.row_scales(eta));
-        let opts = PassOptions { checkpoint: self.cfg.checkpoint_activations, grad_scale: scale, row_scales: scales.as_deref() };
+        let opts = PassOptions { checkpoint: self.cfg.checkpoint_activations, grad_scale: scale, row_scales };
         let results: Vec<Result<(f64, Grads)>> = std::thread::scope(|sc| {
             let hs: Vec<_> = (0..threads)
                 .map(|ti| {
@@ -340,8 +339,22 @@ impl Trainer {
     /// One optimizer step over `accum` micro-batches of `batch` sequences. A non-finite loss or
     /// gradient is an error and leaves the adapter and optimizer as they were.
     pub fn step(&mut self) -> Result<StepReport> {
-        let (cursor, epoch, order) = (self.cursor, self.epoch, self.order.clone());
+        let (epoch, cursor) = (self.epoch, self.cursor);
+        let r = self.try_step();
+        if r.is_err() {
+            // The data position goes back too: the failed step's batches are not consumed.
+            if self.epoch != epoch {
+                self.order = epoch_order(self.train.len(), self.cfg.seed, epoch);
+            }
+            (self.epoch, self.cursor) = (epoch, cursor);
+        }
+        r
+    }
+
+    fn try_step(&mut self) -> Result<StepReport> {
         let mut total = self.trainable.zero_grads()?;
+        // ALLoRA's scales come from the factors, which change only at the optimizer step.
+        let scales = self.cfg.allora_eta.map(|eta| self.row_scales(eta));
         let (mut loss_sum, mut n_targets, mut tokens) = (0f64, 0usize, 0usize);
         for _ in 0..self.cfg.accum {
             let idx = self.next_batch(self.cfg.batch);
@@ -349,25 +362,17 @@ impl Trainer {
             tokens += idx.iter().map(|&i| self.train[i].input.len()).sum::<usize>();
             n_targets += n;
             // Each micro-batch contributes the gradient of its mean loss; AdamW averages them.
-            loss_sum += self.batch_grads(&idx, 1.0 / n.max(1) as f32, &mut total)?;
+            loss_sum += self.batch_grads(&idx, 1.0 / n.max(1) as f32, scales.as_deref(), &mut total)?;
         }
         let loss = loss_sum / n_targets.max(1) as f64;
-        let step = self.opt.steps();
-        let fail = |this: &mut Trainer, what: String| {
-            (this.cursor, this.epoch, this.order) = (cursor, epoch, order.clone());
-            Err(Error::invalid("train", what))
-        };
         if !loss.is_finite() {
-            return fail(self, format!("non-finite loss at step {}", step + 1));
+            return Err(Error::invalid("train", format!("non-finite loss at step {}", self.opt.steps() + 1)));
         }
         let grads = self.trainable.param_grads(&total);
         drop(total);
         let grefs: Vec<&[f32]> = grads.iter().map(|g| g.as_slice()).collect();
         let mut params = self.trainable.params_mut();
-        let info = match self.opt.step(&mut params, &grefs, self.cfg.accum) {
-            Ok(i) => i,
-            Err(e) => return fail(self, e),
-        };
+        let info = self.opt.step(&mut params, &grefs, self.cfg.accum).map_err(|e| Error::invalid("train", e))?;
         self.trainable.sync();
         Ok(StepReport { step: self.opt.steps(), loss, grad_norm: info.grad_norm, lr: info.lr, tokens })
     }
