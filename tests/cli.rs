@@ -2,15 +2,7 @@
 mod common;
 use std::process::Command;
 
-fn graft(args: &[&str]) -> (bool, String, String) {
-    let model = common::default_model_path();
-    let out = Command::new(env!("CARGO_BIN_EXE_graft"))
-        .args(args)
-        .env("GRAFT_MODEL", &model)
-        .output()
-        .expect("running graft");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-}
+use common::graft;
 
 #[test]
 fn run_prints_only_the_generated_text() {
@@ -182,13 +174,7 @@ fn adapters_on_run_swap_export_inspect_and_merge() {
 
 #[test]
 fn train_writes_an_adapter_checkpoints_and_resumes() {
-    use graft::model::tiny::{write_tiny_llama, TinySpec};
-    let dir = std::env::temp_dir().join(format!("graft-cli-train-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let model = dir.join("tiny.gguf");
-    write_tiny_llama(&model, TinySpec::default(), 4).unwrap();
-    let text = dir.join("data.txt");
-    std::fs::write(&text, "abcabcabd abcabcabd abcabcabd ".repeat(20)).unwrap();
+    let (dir, model, text) = common::tiny_training_files("cli-train", 4, &"abcabcabd abcabcabd abcabcabd ".repeat(20));
     let out = dir.join("v.safetensors");
     let ck = dir.join("ck");
     let (m, t, o, c) = (model.to_str().unwrap(), text.to_str().unwrap(), out.to_str().unwrap(), ck.to_str().unwrap());
@@ -232,13 +218,7 @@ fn train_writes_an_adapter_checkpoints_and_resumes() {
 
 #[test]
 fn killing_graft_train_never_leaves_a_torn_checkpoint_or_adapter() {
-    use graft::model::tiny::{write_tiny_llama, TinySpec};
-    let dir = std::env::temp_dir().join(format!("graft-cli-kill-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let model = dir.join("tiny.gguf");
-    write_tiny_llama(&model, TinySpec::default(), 6).unwrap();
-    let text = dir.join("data.txt");
-    std::fs::write(&text, "kill me softly, kill me now. ".repeat(40)).unwrap();
+    let (dir, model, text) = common::tiny_training_files("cli-kill", 6, &"kill me softly, kill me now. ".repeat(40));
     let (out, ck) = (dir.join("a.safetensors"), dir.join("ck"));
     let args = |steps: &str| -> Vec<String> {
         ["train", "-m", model.to_str().unwrap(), "--method", "lora", "--rank", "4", "--data", text.to_str().unwrap(), "--batch", "2", "--seq", "16", "-t", "1"]

@@ -3,16 +3,8 @@
 //! greedy generation then states it (and does not without the adapter); the adapter exported as a
 //! GGUF LoRA gives the native adapter's perplexity.
 mod common;
-use std::process::Command;
 
-fn graft(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_graft"))
-        .args(args)
-        .env("GRAFT_MODEL", common::default_model_path())
-        .output()
-        .expect("running graft");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-}
+use common::graft;
 
 fn ppl(stdout: &str) -> f64 {
     let last = stdout.lines().last().unwrap_or_default();

@@ -29,3 +29,25 @@ pub fn default_model() -> Arc<graft::model::Model> {
 pub fn gpl3() -> String {
     std::fs::read_to_string("/usr/share/common-licenses/GPL-3").expect("/usr/share/common-licenses/GPL-3 (Debian's base-files)")
 }
+
+/// Runs the `graft` binary with `args` (the default model as `GRAFT_MODEL`): success, stdout, stderr.
+pub fn graft(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_graft"))
+        .args(args)
+        .env("GRAFT_MODEL", default_model_path())
+        .output()
+        .expect("running graft");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A tiny random llama (`seed`) and a text file of `text` in a fresh temporary folder `name`:
+/// (folder, model, text), for runs of `graft train`.
+pub fn tiny_training_files(name: &str, seed: u64, text: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("graft-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = dir.join("tiny.gguf");
+    graft::model::tiny::write_tiny_llama(&model, graft::model::tiny::TinySpec::default(), seed).unwrap();
+    let data = dir.join("data.txt");
+    std::fs::write(&data, text).unwrap();
+    (dir, model, data)
+}
