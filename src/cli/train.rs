@@ -167,11 +167,10 @@ pub fn run(model: Arc<Model>, threads: usize, a: TrainArgs) -> Result<(), String
     let ckpt_file = ckpt_dir.join("checkpoint.safetensors");
     let t_init = Instant::now();
     let resume = a.resume.as_ref().map(|d| d.join("checkpoint.safetensors"));
-    let trainer = Trainer::start(model.clone(), spec, cfg, train, eval, resume.as_deref()).map_err(|e| e.to_string())?;
+    let mut trainer = Trainer::start(model.clone(), spec, cfg, train, eval, resume.as_deref()).map_err(|e| e.to_string())?;
     if let Some(f) = &resume {
         eprintln!("graft: resumed {} at step {}", f.display(), trainer.steps_done());
     }
-    let mut trainer = trainer;
     eprintln!(
         "graft: {} trainable parameters, initialised in {:.2} s",
         trainer.trainable.adapter.trainable_params,
@@ -183,6 +182,10 @@ pub fn run(model: Arc<Model>, threads: usize, a: TrainArgs) -> Result<(), String
     let pb = if std::io::stderr().is_terminal() { ProgressBar::new(a.steps) } else { ProgressBar::hidden() };
     pb.set_style(ProgressStyle::with_template("train [{bar:30}] {pos}/{len} {msg} ETA {eta}").unwrap().progress_chars("=> "));
     pb.set_position(trainer.steps_done());
+    let save_checkpoint = |t: &Trainer| -> Result<(), String> {
+        std::fs::create_dir_all(&ckpt_dir).map_err(|e| format!("{}: {e}", ckpt_dir.display()))?;
+        t.save_checkpoint(&ckpt_file).map_err(|e| e.to_string())
+    };
     let (mut step_secs, mut step_tokens) = (0f64, 0usize);
     let mut last_loss = f64::NAN;
     let mut eval_loss = None;
@@ -208,8 +211,7 @@ pub fn run(model: Arc<Model>, threads: usize, a: TrainArgs) -> Result<(), String
             eprintln!("graft: step {}/{} {msg}", r.step, a.steps);
         }
         if a.checkpoint_every > 0 && r.step % a.checkpoint_every == 0 && r.step < a.steps {
-            std::fs::create_dir_all(&ckpt_dir).map_err(|e| format!("{}: {e}", ckpt_dir.display()))?;
-            trainer.save_checkpoint(&ckpt_file).map_err(|e| e.to_string())?;
+            save_checkpoint(&trainer)?;
         }
     }
     pb.finish_and_clear();
@@ -219,8 +221,7 @@ pub fn run(model: Arc<Model>, threads: usize, a: TrainArgs) -> Result<(), String
     let native = trainer.trainable.to_native(&a.out.display().to_string());
     graft_format::write(&a.out, &native).map_err(|e| e.to_string())?;
     if a.checkpoint_every > 0 {
-        std::fs::create_dir_all(&ckpt_dir).map_err(|e| format!("{}: {e}", ckpt_dir.display()))?;
-        trainer.save_checkpoint(&ckpt_file).map_err(|e| e.to_string())?;
+        save_checkpoint(&trainer)?;
     }
     eprintln!("graft: wrote {}", a.out.display());
     let tok_s = step_tokens as f64 / step_secs.max(1e-9);
