@@ -17,5 +17,6 @@
 #include "kernels_quant.h"
 #include "kernels_ops.h"
 #include "kernels_adapter.h"
+#include "kernels_int8.h"
 
 #endif

@@ -7,6 +7,7 @@
 use std::sync::OnceLock;
 
 pub mod adapter;
+pub mod int8;
 pub mod ops;
 pub mod quant;
 #[allow(missing_docs, clippy::all)]

@@ -2040,3 +2040,175 @@ extern "C" {
         ldy: i64,
     );
 }
+extern "C" {
+    pub fn graft_int8_quantize_rows_ref(
+        x: *const f32,
+        ldx: i64,
+        m: i64,
+        kb: i64,
+        qa: *mut i8,
+        lda: i64,
+        sa: *mut f32,
+        sums: *mut i32,
+        lds: i64,
+    );
+}
+extern "C" {
+    pub fn graft_int8_pack_ref(
+        w: *const f32,
+        ld_n: i64,
+        ld_k: i64,
+        n: i64,
+        kb: i64,
+        pw: *mut u8,
+        sw: *mut f32,
+        kb_ld: i64,
+    );
+}
+extern "C" {
+    pub fn graft_int8_gemm_ref(
+        qa: *const i8,
+        lda: i64,
+        sa: *const f32,
+        sums: *const i32,
+        lds: i64,
+        m: i64,
+        pw: *const u8,
+        sw: *const f32,
+        kb_ld: i64,
+        n: i64,
+        kb: i64,
+        c: *mut f32,
+        ldc: i64,
+        accumulate: i32,
+    );
+}
+extern "C" {
+    pub fn graft_int8_quantize_rows_avx2(
+        x: *const f32,
+        ldx: i64,
+        m: i64,
+        kb: i64,
+        qa: *mut i8,
+        lda: i64,
+        sa: *mut f32,
+        sums: *mut i32,
+        lds: i64,
+    );
+}
+extern "C" {
+    pub fn graft_int8_pack_avx2(
+        w: *const f32,
+        ld_n: i64,
+        ld_k: i64,
+        n: i64,
+        kb: i64,
+        pw: *mut u8,
+        sw: *mut f32,
+        kb_ld: i64,
+    );
+}
+extern "C" {
+    pub fn graft_int8_gemm_avx2(
+        qa: *const i8,
+        lda: i64,
+        sa: *const f32,
+        sums: *const i32,
+        lds: i64,
+        m: i64,
+        pw: *const u8,
+        sw: *const f32,
+        kb_ld: i64,
+        n: i64,
+        kb: i64,
+        c: *mut f32,
+        ldc: i64,
+        accumulate: i32,
+    );
+}
+extern "C" {
+    pub fn graft_int8_quantize_rows_avx512(
+        x: *const f32,
+        ldx: i64,
+        m: i64,
+        kb: i64,
+        qa: *mut i8,
+        lda: i64,
+        sa: *mut f32,
+        sums: *mut i32,
+        lds: i64,
+    );
+}
+extern "C" {
+    pub fn graft_int8_pack_avx512(
+        w: *const f32,
+        ld_n: i64,
+        ld_k: i64,
+        n: i64,
+        kb: i64,
+        pw: *mut u8,
+        sw: *mut f32,
+        kb_ld: i64,
+    );
+}
+extern "C" {
+    pub fn graft_int8_gemm_avx512(
+        qa: *const i8,
+        lda: i64,
+        sa: *const f32,
+        sums: *const i32,
+        lds: i64,
+        m: i64,
+        pw: *const u8,
+        sw: *const f32,
+        kb_ld: i64,
+        n: i64,
+        kb: i64,
+        c: *mut f32,
+        ldc: i64,
+        accumulate: i32,
+    );
+}
+extern "C" {
+    pub fn graft_int8_quantize_rows_neon(
+        x: *const f32,
+        ldx: i64,
+        m: i64,
+        kb: i64,
+        qa: *mut i8,
+        lda: i64,
+        sa: *mut f32,
+        sums: *mut i32,
+        lds: i64,
+    );
+}
+extern "C" {
+    pub fn graft_int8_pack_neon(
+        w: *const f32,
+        ld_n: i64,
+        ld_k: i64,
+        n: i64,
+        kb: i64,
+        pw: *mut u8,
+        sw: *mut f32,
+        kb_ld: i64,
+    );
+}
+extern "C" {
+    pub fn graft_int8_gemm_neon(
+        qa: *const i8,
+        lda: i64,
+        sa: *const f32,
+        sums: *const i32,
+        lds: i64,
+        m: i64,
+        pw: *const u8,
+        sw: *const f32,
+        kb_ld: i64,
+        n: i64,
+        kb: i64,
+        c: *mut f32,
+        ldc: i64,
+        accumulate: i32,
+    );
+}
