@@ -255,6 +255,10 @@ typedef struct graft_train_options {
   double eval_fraction;
   // LoLDU: also train the scale of z (its optional scaling factor). Default false.
   bool loldu_train_scale;
+  // Arithmetic of the frozen base's products: "int8" (weights, activations and gradients
+  // rounded to int8 in blocks of 32; about 4x faster on AVX-512 VNNI, ~300 MiB more for the
+  // default model), "f32", or NULL / "auto" (int8 where the CPU has fast int8 products).
+  const char *numerics;
 } graft_train_options;
 
 // What the progress callback of `graft_trainer_step` receives after each optimizer step.

@@ -10,7 +10,7 @@ use graft::train::backprop::{sequence_pass, PassOptions};
 use graft::train::data::Sequence;
 use graft::train::optim::AdamWConfig;
 use graft::train::trainable::{Method, TrainSpec, Trainable};
-use graft::train::trainer::{lora_sb_gradients, plan_memory, MemoryPlan, TrainConfig, Trainer};
+use graft::train::trainer::{lora_sb_gradients, plan_memory, MemoryPlan, TrainConfig, Trainer, TrainNumerics::F32};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -51,6 +51,7 @@ fn cfg(steps: u64, lr: f32, threads: usize) -> TrainConfig {
         optim: AdamWConfig { lr, total_steps: steps, warmup_steps: 1, min_lr_ratio: 0.1, weight_decay: 0.01, ..AdamWConfig::default() },
         seed: 5,
         allora_eta: None,
+        numerics: F32,
     }
 }
 
@@ -191,18 +192,18 @@ fn a_non_finite_loss_stops_and_keeps_the_state() {
 fn memory_budget_picks_checkpointing_or_refuses() {
     let model = tiny("mem");
     let s = spec(Method::Vera);
-    assert_eq!(plan_memory(&model, &s, 64, 2, None).unwrap(), MemoryPlan { checkpoint: false, threads: 2 });
-    let e = plan_memory(&model, &s, 64, 2, Some(1 << 10)).expect_err("1 KiB refused").to_string();
+    assert_eq!(plan_memory(&model, &s, 64, 2, F32, None).unwrap(), MemoryPlan { checkpoint: false, threads: 2 });
+    let e = plan_memory(&model, &s, 64, 2, F32, Some(1 << 10)).expect_err("1 KiB refused").to_string();
     assert!(e.contains("needs about") && e.contains("MiB"), "{e}");
     // Between the two estimates, checkpointing is chosen.
-    let with = graft::train::trainer::memory_estimate(&model, &s, 512, 2, true);
-    let without = graft::train::trainer::memory_estimate(&model, &s, 512, 2, false);
+    let with = graft::train::trainer::memory_estimate(&model, &s, 512, 2, true, F32);
+    let without = graft::train::trainer::memory_estimate(&model, &s, 512, 2, false, F32);
     assert!(with < without);
-    assert_eq!(plan_memory(&model, &s, 512, 2, Some((with + without) / 2)).unwrap(), MemoryPlan { checkpoint: true, threads: 2 });
+    assert_eq!(plan_memory(&model, &s, 512, 2, F32, Some((with + without) / 2)).unwrap(), MemoryPlan { checkpoint: true, threads: 2 });
     // Below two checkpointed sequences, one at a time.
-    let one = graft::train::trainer::memory_estimate(&model, &s, 512, 1, true);
+    let one = graft::train::trainer::memory_estimate(&model, &s, 512, 1, true, F32);
     assert!(one < with);
-    assert_eq!(plan_memory(&model, &s, 512, 2, Some(one)).unwrap(), MemoryPlan { checkpoint: true, threads: 1 });
+    assert_eq!(plan_memory(&model, &s, 512, 2, F32, Some(one)).unwrap(), MemoryPlan { checkpoint: true, threads: 1 });
 }
 
 #[test]
@@ -252,4 +253,31 @@ fn allora_scales_the_lora_gradients_per_row() {
     let mut c = cfg(6, 2e-2, 2);
     c.allora_eta = Some(4.0);
     assert!(Trainer::new(model.clone(), trainable(&model, Method::Vera), c, data(6), Vec::new()).is_err());
+}
+
+/// With the 8-bit base products VeRA (r = 32, so its shared projections are packed too) and LoRA
+/// learn as with f32, resume to the same losses, and a resume with other numerics is refused.
+#[test]
+fn int8_numerics_learn_and_resume_exactly() {
+    use graft::train::trainer::TrainNumerics::Int8;
+    let model = tiny("int8");
+    for method in [Method::Vera, Method::Lora] {
+        let s = TrainSpec { rank: if method == Method::Vera { 32 } else { 4 }, ..spec(method) };
+        let c = TrainConfig { numerics: Int8, ..cfg(7, 2e-2, 2) };
+        let before = batch_loss(&model, &trainable_with(&model, s.clone()), &data(8));
+        let mut tr = Trainer::new(model.clone(), trainable_with(&model, s.clone()), c.clone(), data(8), Vec::new()).unwrap();
+        let straight: Vec<f64> = (0..7).map(|_| tr.step().unwrap().loss).collect();
+        let after = batch_loss(&model, &tr.trainable, &data(8));
+        assert!(after < before - 0.02, "{method:?}: f32 loss {before} -> {after} after 7 int8 steps");
+        let ck = dir("int8").join(format!("{}.ckpt", method.name()));
+        let mut first = Trainer::new(model.clone(), trainable_with(&model, s.clone()), c.clone(), data(8), Vec::new()).unwrap();
+        let mut losses: Vec<f64> = (0..3).map(|_| first.step().unwrap().loss).collect();
+        first.save_checkpoint(&ck).unwrap();
+        drop(first);
+        let mut second = Trainer::resume(model.clone(), s.clone(), c.clone(), data(8), Vec::new(), &ck).unwrap();
+        losses.extend((0..4).map(|_| second.step().unwrap().loss));
+        assert_eq!(losses, straight, "{method:?}: resumed int8 losses differ");
+        let e = Trainer::resume(model.clone(), s, cfg(7, 2e-2, 2), data(8), Vec::new(), &ck).err().expect("numerics mismatch refused").to_string();
+        assert!(e.contains("numerics"), "{e}");
+    }
 }

@@ -6,7 +6,7 @@ use graft::model::Model;
 use graft::train::data;
 use graft::train::optim::AdamWConfig;
 use graft::train::trainable::{parse_targets, Method, TrainSpec};
-use graft::train::trainer::{memory_estimate, plan_memory, TrainConfig, Trainer};
+use graft::train::trainer::{memory_estimate, plan_memory, TrainConfig, TrainNumerics, Trainer};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -99,6 +99,11 @@ pub struct TrainArgs {
     /// Always recompute activations in the backward pass (less memory, one more forward)
     #[arg(long = "activation-checkpointing")]
     pub activation_checkpointing: bool,
+    /// Arithmetic of the frozen base's products: int8 (weights, activations and gradients rounded
+    /// to int8 in blocks of 32; ~4x faster on AVX-512 VNNI, ~300 MiB more), f32, or auto (int8
+    /// where the CPU has fast int8 products)
+    #[arg(long = "train-numerics", default_value = "auto", value_parser = ["auto", "int8", "f32"])]
+    pub train_numerics: String,
 }
 
 /// Parses `123`, `800K`, `800M`, `1G`, `1.5GiB`, ... (binary units).
@@ -136,16 +141,18 @@ pub fn run(model: Arc<Model>, threads: usize, a: TrainArgs) -> Result<(), String
     let n_tokens: usize = train.iter().map(|s| s.input.len()).sum();
     eprintln!("graft: {} training sequences ({} tokens), {} held out, from {}", train.len(), n_tokens, eval.len(), a.data.display());
     // Memory plan.
-    let plan = plan_memory(&model, &spec, a.seq, threads.min(a.batch), a.max_memory).map_err(|e| e.to_string())?;
+    let numerics = TrainNumerics::parse(&a.train_numerics).ok_or_else(|| format!("--train-numerics {}: expected auto, int8 or f32", a.train_numerics))?;
+    let plan = plan_memory(&model, &spec, a.seq, threads.min(a.batch), numerics, a.max_memory).map_err(|e| e.to_string())?;
     let (ckpt, threads) = (plan.checkpoint || a.activation_checkpointing, plan.threads);
-    let est = memory_estimate(&model, &spec, a.seq, threads, ckpt);
+    let est = memory_estimate(&model, &spec, a.seq, threads, ckpt, numerics);
     eprintln!(
-        "graft: {} r={} on {} projections/block, {} threads, activation checkpointing {}, estimated peak {} MiB",
+        "graft: {} r={} on {} projections/block, {} threads, activation checkpointing {}, {} base products, estimated peak {} MiB",
         method.name(),
         rank,
         spec.targets.len(),
         threads,
         if ckpt { "on" } else { "off" },
+        numerics.name(),
         est >> 20
     );
     let lr = a.lr.unwrap_or(method.default_lr());
@@ -158,6 +165,7 @@ pub fn run(model: Arc<Model>, threads: usize, a: TrainArgs) -> Result<(), String
         optim: AdamWConfig { lr, weight_decay: a.weight_decay, warmup_steps: a.warmup, total_steps: a.steps, min_lr_ratio: a.min_lr_ratio, clip_norm: a.clip, ..AdamWConfig::default() },
         seed: a.seed,
         allora_eta: a.allora,
+        numerics,
     };
     let ckpt_dir = a.checkpoint_dir.clone().or_else(|| a.resume.clone()).unwrap_or_else(|| {
         let mut p = a.out.clone().into_os_string();

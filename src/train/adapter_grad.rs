@@ -170,11 +170,7 @@ pub fn vera_up(u: &[f32], t: usize, n_out: usize, p: VeraProj, lambda_d: &[f32],
     assert!(u.len() == t * r && w.len() == t * n_out && y.len() == t * n_out, "vera_up: buffers");
     w.fill(0.0);
     kern().up(u, r, t, r, Some(lambda_d), p.bt, p.max_out, n_out, None, 1.0, w, n_out);
-    for (yi, wi) in y.chunks_exact_mut(n_out).zip(w.chunks_exact(n_out)) {
-        for ((yo, wo), lb) in yi.iter_mut().zip(wi).zip(lambda_b) {
-            *yo += lb * wo;
-        }
-    }
+    vera_add_scaled(w, lambda_b, y);
 }
 
 /// `u = Â·x` (`[t, r]`, kept for the backward pass), `w = B̂·(λ_d ⊙ u)` (`[t, n_out]`, kept), then
@@ -193,19 +189,45 @@ pub fn vera_backward_up(dy: &[f32], u: &[f32], w: &[f32], t: usize, n_out: usize
     let r = p.r;
     assert!(dy.len() == t * n_out && u.len() == t * r && w.len() == t * n_out && dz.len() == t * r, "vera_backward: buffers");
     assert!(dlambda_d.len() == r && dlambda_b.len() == n_out && lambda_d.len() == r && lambda_b.len() == n_out, "vera_backward: lambdas");
-    let mut g = vec![0f32; t * n_out];
+    let g = vera_grad_out(dy, w, lambda_b, dlambda_b);
+    let mut dv = vec![0f32; t * r];
+    kern().down(&g, n_out, t, p.bt, p.max_out, r, n_out, &mut dv, r);
+    vera_grad_in(&dv, u, lambda_d, dlambda_d, dz);
+}
+
+/// The output end of VeRA's backward: `dλ_b += Σ_i dy ⊙ w` and returns `g = λ_b ⊙ dy` (`[t, n_out]`).
+pub fn vera_grad_out(dy: &[f32], w: &[f32], lambda_b: &[f32], dlambda_b: &mut [f32]) -> Vec<f32> {
+    let n_out = lambda_b.len();
+    assert!(dy.len() == w.len() && dlambda_b.len() == n_out && n_out > 0 && dy.len() % n_out == 0, "vera_grad_out: shapes");
+    let mut g = vec![0f32; dy.len()];
     for ((gi, dyi), wi) in g.chunks_exact_mut(n_out).zip(dy.chunks_exact(n_out)).zip(w.chunks_exact(n_out)) {
         for ((((go, dv), wv), lb), d) in gi.iter_mut().zip(dyi).zip(wi).zip(lambda_b).zip(dlambda_b.iter_mut()) {
             *d += dv * wv;
             *go = lb * dv;
         }
     }
-    let mut dv = vec![0f32; t * r];
-    kern().down(&g, n_out, t, p.bt, p.max_out, r, n_out, &mut dv, r);
+    g
+}
+
+/// The rank end of VeRA's backward, from `dv = B̂ᵀ·g` (`[t, r]`): `dλ_d += Σ_i dv ⊙ u` and
+/// `dz += λ_d ⊙ dv`.
+pub fn vera_grad_in(dv: &[f32], u: &[f32], lambda_d: &[f32], dlambda_d: &mut [f32], dz: &mut [f32]) {
+    let r = lambda_d.len();
+    assert!(dv.len() == u.len() && dz.len() == u.len() && dlambda_d.len() == r && r > 0, "vera_grad_in: shapes");
     for ((dvi, ui), dzi) in dv.chunks_exact(r).zip(u.chunks_exact(r)).zip(dz.chunks_exact_mut(r)) {
         for ((((v, uu), dd), z), ld) in dvi.iter().zip(ui).zip(dlambda_d.iter_mut()).zip(dzi.iter_mut()).zip(lambda_d) {
             *dd += v * uu;
             *z += ld * v;
+        }
+    }
+}
+
+/// `y += λ_b ⊙ w` over rows of `λ_b.len()`.
+pub fn vera_add_scaled(w: &[f32], lambda_b: &[f32], y: &mut [f32]) {
+    let n_out = lambda_b.len();
+    for (yi, wi) in y.chunks_exact_mut(n_out).zip(w.chunks_exact(n_out)) {
+        for ((yo, wo), lb) in yi.iter_mut().zip(wi).zip(lambda_b) {
+            *yo += lb * wo;
         }
     }
 }

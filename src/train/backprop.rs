@@ -10,9 +10,11 @@
 //! the blocks, for memory of one block instead of all of them). VeRA terms that read the same
 //! input through the same shared projections (q/k/v, gate/up) share one `Â·x` and one `dz·Â`.
 //! The vocabulary head runs in chunks of rows, its logits overwritten by their gradient.
-use super::adapter_grad::{lowrank_backward, lowrank_backward_scaled, lowrank_forward, vera_backward_down, vera_backward_up, vera_down, vera_up, VeraProj};
+use super::adapter_grad::{lowrank_backward, lowrank_backward_scaled, lowrank_forward, vera_add_scaled, vera_backward_down, vera_backward_up, vera_down, vera_grad_in, vera_grad_out, vera_up, VeraProj};
 use super::data::Sequence;
 use super::matmul;
+use super::packed::{self, PackedBase, PackedLinear, PackedVera};
+use crate::kernels::int8::Int8Kernels;
 use super::ops::{self, AttnShape, Rope};
 use crate::adapter::{Adapter, Term};
 use crate::kernels::{ops as kops, quant};
@@ -118,12 +120,14 @@ pub struct PassOptions<'a> {
     pub grad_scale: f32,
     /// ALLoRA: scale the low-rank terms' parameter gradients per output row (not `dx`).
     pub row_scales: Option<&'a RowScales>,
+    /// The base packed for 8-bit products: its projections run through them (`None`: f32).
+    pub packed: Option<&'a PackedBase>,
 }
 
 impl PassOptions<'_> {
     /// No checkpointing, no row scales, gradient of `grad_scale · Σ losses`.
     pub fn plain(grad_scale: f32) -> PassOptions<'static> {
-        PassOptions { checkpoint: false, grad_scale, row_scales: None }
+        PassOptions { checkpoint: false, grad_scale, row_scales: None, packed: None }
     }
 }
 
@@ -187,10 +191,6 @@ fn vera_proj(sh: &crate::adapter::term::VeraShared) -> VeraProj<'_> {
     VeraProj { a: &sh.a, bt: &sh.bt, r: sh.r, max_in: sh.max_in, max_out: sh.max_out }
 }
 
-fn shared_key(sh: &std::sync::Arc<crate::adapter::term::VeraShared>) -> usize {
-    std::sync::Arc::as_ptr(sh) as usize
-}
-
 /// Called in the backward pass for every projection with its input `x` `[T, n_in]` and output
 /// gradient `dy` `[T, n_out]` (`block, projection, x, dy, T`): what a base weight's gradient
 /// `Σ dyᵀ·x` needs (LoRA-SB's initialisation).
@@ -200,6 +200,7 @@ pub type WeightGradHook<'h> = &'h (dyn Fn(usize, LinearKind, &[f32], &[f32], usi
 struct Ctx<'a> {
     hook: Option<WeightGradHook<'a>>,
     row_scales: Option<&'a RowScales>,
+    packed: Option<&'a PackedBase>,
     model: &'a Model,
     ad: &'a Adapter,
     t: usize,
@@ -220,10 +221,15 @@ impl Ctx<'_> {
         let blk = &self.model.weights.blocks[l];
         let t = self.t;
         let mut outs = Vec::with_capacity(GROUPS[g].len());
+        // With the packed base, the group's input is rounded to int8 once for all its products.
+        let xq = self.packed.filter(|p| GROUPS[g].iter().any(|&k| p.linear(l, k).is_some())).map(|p| packed::quantize(p.kernels(), x, t, blk.linear(GROUPS[g][0]).n_in));
         for &kind in GROUPS[g] {
             let w = blk.linear(kind);
             let mut y = vec![0f32; t * w.n_out];
-            matmul::forward(w, self.model.bytes(w), x, t, &mut y)?;
+            match (self.packed_linear(l, kind), &xq) {
+                (Some((k8, pl)), Some(xq)) => pl.forward_q(k8, xq, &mut y),
+                _ => matmul::forward(w, self.model.bytes(w), x, t, &mut y)?,
+            }
             match self.term(l, kind) {
                 None => {}
                 Some(Term::LowRank(lr)) => {
@@ -233,22 +239,47 @@ impl Ctx<'_> {
                 }
                 Some(Term::Vera(v)) => {
                     let p = vera_proj(&v.shared);
-                    let key = shared_key(&v.shared);
+                    let key = packed::vera_key(&v.shared);
+                    let pv = self.packed_vera(l, kind, key);
                     if !save.us[g].iter().any(|(k, _)| *k == key) {
                         let mut u = vec![0f32; t * p.r];
-                        vera_down(x, t, w.n_in, p, &mut u);
+                        match (pv, &xq) {
+                            (Some((k8, pv)), Some(xq)) => pv.down(k8, xq, &mut u),
+                            _ => vera_down(x, t, w.n_in, p, &mut u),
+                        }
                         save.us[g].push((key, u));
                     }
                     let u = &save.us[g].iter().find(|(k, _)| *k == key).expect("computed above").1;
                     let mut wv = vec![0f32; t * w.n_out];
-                    vera_up(u, t, w.n_out, p, &v.lambda_d, &v.lambda_b, &mut wv, &mut y);
-                    save.lin[kind as usize].ad = wv;
+                    match pv {
+                        Some((k8, pv)) => {
+                            // w is recomputed in the backward pass (cheap in int8), not kept.
+                            pv.up(k8, u, t, &v.lambda_d, w.n_out, &mut wv);
+                            vera_add_scaled(&wv, &v.lambda_b, &mut y);
+                        }
+                        None => {
+                            vera_up(u, t, w.n_out, p, &v.lambda_d, &v.lambda_b, &mut wv, &mut y);
+                            save.lin[kind as usize].ad = wv;
+                        }
+                    }
                 }
                 Some(Term::Dora(_)) => return Err(Error::invalid("train", "DoRA terms are not trainable yet")),
             }
             outs.push(y);
         }
         Ok(outs)
+    }
+
+    /// The packed projection `kind` of block `l` with its kernels, with the packed base.
+    fn packed_linear(&self, l: usize, kind: LinearKind) -> Option<(&'static Int8Kernels, &PackedLinear)> {
+        self.packed.and_then(|p| p.linear(l, kind).map(|pl| (p.kernels(), pl)))
+    }
+
+    /// The packed VeRA projections `key` for projection `kind` of block `l`: only where that
+    /// projection itself is packed (so its widths are whole blocks).
+    fn packed_vera(&self, l: usize, kind: LinearKind, key: usize) -> Option<(&'static Int8Kernels, &PackedVera)> {
+        self.packed_linear(l, kind)?;
+        self.packed.and_then(|p| p.vera(key).map(|pv| (p.kernels(), pv)))
     }
 
     /// Backward of group `g`: `dys` are the gradients of its outputs (group order); adds the input
@@ -258,13 +289,16 @@ impl Ctx<'_> {
         let t = self.t;
         let x = save.group_input(g);
         let mut dzs: Vec<(usize, Vec<f32>)> = save.us[g].iter().map(|(k, u)| (*k, vec![0f32; u.len()])).collect();
-        let mut projs: Vec<(usize, VeraProj, usize)> = Vec::new();
+        let mut projs: Vec<(usize, VeraProj, usize, Option<(&'static Int8Kernels, &PackedVera)>)> = Vec::new();
         for (&kind, dy) in GROUPS[g].iter().zip(dys) {
             let w = blk.linear(kind);
             if let Some(h) = self.hook {
                 h(l, kind, x, dy, t);
             }
-            matmul::backward_dx(w, self.model.bytes(w), dy, t, dx)?;
+            match self.packed_linear(l, kind) {
+                Some((k8, pl)) => pl.backward_dx(k8, dy, t, dx),
+                None => matmul::backward_dx(w, self.model.bytes(w), dy, t, dx)?,
+            }
             let ls = &save.lin[kind as usize];
             match (self.term(l, kind), gl[kind as usize].as_mut()) {
                 (None, _) => {}
@@ -280,20 +314,35 @@ impl Ctx<'_> {
                 }
                 (Some(Term::Vera(v)), Some(TermGrad::Vera { dlambda_d, dlambda_b })) => {
                     let p = vera_proj(&v.shared);
-                    let key = shared_key(&v.shared);
+                    let key = packed::vera_key(&v.shared);
                     let u = &save.us[g].iter().find(|(k, _)| *k == key).expect("saved in the forward").1;
                     let dz = &mut dzs.iter_mut().find(|(k, _)| *k == key).expect("one per u").1;
-                    vera_backward_up(dy, u, &ls.ad, t, w.n_out, p, &v.lambda_d, &v.lambda_b, dz, dlambda_d, dlambda_b);
-                    if !projs.iter().any(|(k, _, _)| *k == key) {
-                        projs.push((key, p, w.n_in));
+                    let pv = self.packed_vera(l, kind, key);
+                    match pv {
+                        Some((k8, pv)) => {
+                            let mut wv = vec![0f32; t * w.n_out];
+                            pv.up(k8, u, t, &v.lambda_d, w.n_out, &mut wv);
+                            let gv = vera_grad_out(dy, &wv, &v.lambda_b, dlambda_b);
+                            drop(wv);
+                            let mut dv = vec![0f32; t * p.r];
+                            pv.back_up(k8, &gv, t, w.n_out, &mut dv);
+                            vera_grad_in(&dv, u, &v.lambda_d, dlambda_d, dz);
+                        }
+                        None => vera_backward_up(dy, u, &ls.ad, t, w.n_out, p, &v.lambda_d, &v.lambda_b, dz, dlambda_d, dlambda_b),
+                    }
+                    if !projs.iter().any(|(k, _, _, _)| *k == key) {
+                        projs.push((key, p, w.n_in, pv));
                     }
                 }
                 _ => return Err(Error::invalid("train", "gradient buffers do not match the adapter's terms")),
             }
         }
         for (key, dz) in &dzs {
-            let (_, p, n_in) = projs.iter().find(|(k, _, _)| k == key).expect("recorded with its dz");
-            vera_backward_down(dz, t, *n_in, *p, dx);
+            let (_, p, n_in, pv) = projs.iter().find(|(k, _, _, _)| k == key).expect("recorded with its dz");
+            match pv {
+                Some((k8, pv)) => pv.back_down(k8, dz, t, *n_in, dx),
+                None => vera_backward_down(dz, t, *n_in, *p, dx),
+            }
         }
         Ok(())
     }
@@ -405,6 +454,7 @@ pub fn sequence_pass_hooked(model: &Model, ad: &Adapter, seq: &Sequence, grads: 
     let ctx = Ctx {
         hook,
         row_scales: opts.row_scales,
+        packed: opts.packed,
         model,
         ad,
         t,
@@ -449,9 +499,16 @@ pub fn sequence_pass_hooked(model: &Model, ad: &Adapter, seq: &Sequence, grads: 
     for r0 in (0..t).step_by(HEAD_ROWS) {
         let rows = HEAD_ROWS.min(t - r0);
         let lg = &mut logits[..rows * nv];
-        matmul::forward(out_w, model.bytes(out_w), &hf[r0 * d..(r0 + rows) * d], rows, lg)?;
+        let head = opts.packed.and_then(|p| p.output().map(|pl| (p.kernels(), pl)));
+        match head {
+            Some((k8, pl)) => pl.forward(k8, &hf[r0 * d..(r0 + rows) * d], rows, lg),
+            None => matmul::forward(out_w, model.bytes(out_w), &hf[r0 * d..(r0 + rows) * d], rows, lg)?,
+        }
         loss_sum += ops::cross_entropy_fused(lg, &seq.targets[r0..r0 + rows], opts.grad_scale);
-        matmul::backward_dx(out_w, model.bytes(out_w), lg, rows, &mut dhf[r0 * d..(r0 + rows) * d])?;
+        match head {
+            Some((k8, pl)) => pl.backward_dx(k8, lg, rows, &mut dhf[r0 * d..(r0 + rows) * d]),
+            None => matmul::backward_dx(out_w, model.bytes(out_w), lg, rows, &mut dhf[r0 * d..(r0 + rows) * d])?,
+        }
     }
     drop(logits);
     let mut dx = vec![0f32; t * d];
@@ -471,14 +528,15 @@ pub fn sequence_pass_hooked(model: &Model, ad: &Adapter, seq: &Sequence, grads: 
 /// Bytes of activations one [`sequence_pass`] of `t` tokens keeps at its peak (an estimate
 /// within a few percent: saved activations, the vocabulary head's chunk, the backward's
 /// temporaries), for an adapter with rank `r` low-rank terms or VeRA terms of rank `r` on
-/// `targets` projections of every block.
-pub fn activation_bytes(cfg: &crate::model::Config, t: usize, vera: bool, r: usize, checkpoint: bool) -> usize {
+/// `targets` projections of every block. `vera_keeps_w`: VeRA's `B̂·(λ_d ⊙ u)` of every
+/// projection is kept for the backward (the f32 path; the int8 path recomputes it).
+pub fn activation_bytes(cfg: &crate::model::Config, t: usize, vera: bool, r: usize, checkpoint: bool, vera_keeps_w: bool) -> usize {
     let (d, ff, q, kv) = (cfg.n_embd, cfg.n_ff, cfg.q_dim(), cfg.kv_dim());
     // Per token of one block: x_in, h, q, k, v, att, x_mid, h2, gate, up (+ rstds), and act for
     // a low-rank ffn_down (its dA reads it; VeRA's does not).
     let base = 4 * d + q + 2 * kv + q + 2 * ff + 2 + if vera { 0 } else { ff };
     let outs = q + 2 * kv + d + 2 * ff + d;
-    let adapter = if vera { 4 * r + outs } else { 7 * r };
+    let adapter = if vera { 4 * r + if vera_keeps_w { outs } else { 0 } } else { 7 * r };
     let block = t * (base + adapter) + 3 * 64 * t;
     let backward_tmp = t * (3 * ff + q + 2 * kv + 2 * d) + t * (outs.max(4 * r));
     let head = HEAD_ROWS.min(t) * cfg.n_vocab + 3 * t * d;

@@ -18,5 +18,6 @@ pub mod data;
 pub mod matmul;
 pub mod ops;
 pub mod optim;
+pub mod packed;
 pub mod trainable;
 pub mod trainer;

@@ -11,6 +11,7 @@
 //! settings and a hash of the training data. Resuming from it continues exactly as the
 //! uninterrupted run would (same losses, bit for bit, with the same thread count).
 use super::backprop::{activation_bytes, sequence_pass, Grads, PassOptions, RowScales};
+use super::packed::PackedBase;
 use super::data::Sequence;
 use super::optim::{AdamW, AdamWConfig};
 use super::trainable::{Method, TrainSpec, Trainable};
@@ -48,6 +49,50 @@ pub struct TrainConfig {
     /// ALLoRA (LoRA only): scale the parameter gradients of each output row by
     /// `1/√(‖(B·A)_row‖ + 1/η²)`, with this `η`.
     pub allora_eta: Option<f32>,
+    /// Arithmetic of the frozen base's products.
+    pub numerics: TrainNumerics,
+}
+
+/// Arithmetic of the frozen base's products in training (the adapter's products, attention and
+/// the element-wise ops are f32 in both).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrainNumerics {
+    /// The quantized weights dequantized to f32, activations and gradients in f32.
+    F32,
+    /// Weights (packed once, [`super::packed::PackedBase`]), activations and output gradients
+    /// rounded to int8 in blocks of 32, exact int32 block sums: about 4x the multiply-adds of f32
+    /// on AVX-512 VNNI, for ~300 MiB more memory on the default model.
+    Int8,
+}
+
+impl TrainNumerics {
+    /// Int8 where this CPU multiplies bytes fast ([`crate::kernels::int8::Int8Kernels::fast`]),
+    /// else f32.
+    pub fn auto() -> TrainNumerics {
+        if crate::kernels::int8::selected().fast {
+            TrainNumerics::Int8
+        } else {
+            TrainNumerics::F32
+        }
+    }
+
+    /// `f32`, `int8` or `auto` ([`TrainNumerics::auto`]).
+    pub fn parse(s: &str) -> Option<TrainNumerics> {
+        match s {
+            "f32" => Some(TrainNumerics::F32),
+            "int8" => Some(TrainNumerics::Int8),
+            "auto" => Some(TrainNumerics::auto()),
+            _ => None,
+        }
+    }
+
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            TrainNumerics::F32 => "f32",
+            TrainNumerics::Int8 => "int8",
+        }
+    }
 }
 
 /// What one optimizer step did.
@@ -79,6 +124,8 @@ pub struct Trainer {
     cursor: usize,
     order: Vec<usize>,
     data_hash: u64,
+    /// The base packed for 8-bit products (with [`TrainNumerics::Int8`]).
+    packed: Option<PackedBase>,
 }
 
 /// FNV-1a over the sequences' tokens and targets: ties a checkpoint to its data.
@@ -113,7 +160,7 @@ fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
 /// Bytes a run needs at its peak, estimated: the mapped model, the trained tensors with their
 /// optimizer moments and per-thread gradients, frozen adapter factors, and each thread's
 /// activations for one sequence of `seq_len`.
-pub fn memory_estimate(model: &Model, spec: &TrainSpec, seq_len: usize, threads: usize, checkpoint: bool) -> usize {
+pub fn memory_estimate(model: &Model, spec: &TrainSpec, seq_len: usize, threads: usize, checkpoint: bool, numerics: TrainNumerics) -> usize {
     let cfg = &model.config;
     let blk = &model.weights.blocks[0];
     let r = spec.rank;
@@ -141,8 +188,10 @@ pub fn memory_estimate(model: &Model, spec: &TrainSpec, seq_len: usize, threads:
     // Parameters, two moments, per-thread gradients (term form, about the parameters' size), the
     // summed gradients and their per-tensor copy for the optimizer.
     let state = 4 * (params * (3 + threads + 2) + frozen);
-    let act = activation_bytes(cfg, seq_len, spec.method == Method::Vera, r, checkpoint);
-    model.file_bytes() + state + threads * act + (48 << 20)
+    let int8_vera = numerics == TrainNumerics::Int8 && r % crate::kernels::int8::BLOCK == 0;
+    let act = activation_bytes(cfg, seq_len, spec.method == Method::Vera, r, checkpoint, !int8_vera);
+    let packed = if numerics == TrainNumerics::Int8 { PackedBase::estimate_bytes(model) } else { 0 };
+    model.file_bytes() + state + threads * act + packed + (48 << 20)
 }
 
 /// How a run fits a memory budget.
@@ -157,17 +206,17 @@ pub struct MemoryPlan {
 /// Fits `max_bytes` (`None`: no limit): keeps activations when that fits, else checkpoints them,
 /// else runs fewer sequences at once (down to one); an error with the smallest estimate when
 /// nothing fits.
-pub fn plan_memory(model: &Model, spec: &TrainSpec, seq_len: usize, threads: usize, max_bytes: Option<usize>) -> Result<MemoryPlan> {
+pub fn plan_memory(model: &Model, spec: &TrainSpec, seq_len: usize, threads: usize, numerics: TrainNumerics, max_bytes: Option<usize>) -> Result<MemoryPlan> {
     let threads = threads.max(1);
     let Some(max) = max_bytes else { return Ok(MemoryPlan { checkpoint: false, threads }) };
     for th in (1..=threads).rev() {
         for checkpoint in [false, true] {
-            if memory_estimate(model, spec, seq_len, th, checkpoint) <= max {
+            if memory_estimate(model, spec, seq_len, th, checkpoint, numerics) <= max {
                 return Ok(MemoryPlan { checkpoint, threads: th });
             }
         }
     }
-    let least = memory_estimate(model, spec, seq_len, 1, true);
+    let least = memory_estimate(model, spec, seq_len, 1, true, numerics);
     Err(Error::invalid(
         "train",
         format!("needs about {} MiB even with activation checkpointing and one sequence at a time ({seq_len} tokens), over --max-memory {} MiB; lower --seq or the rank", least >> 20, max >> 20),
@@ -218,7 +267,7 @@ pub fn lora_sb_gradients(model: &Model, targets: &[LinearKind], batches: &[&[Seq
                     sc.spawn(move || -> Result<()> {
                         let mut g = Grads::zeros_for(empty)?;
                         for s in ch {
-                            super::backprop::sequence_pass_hooked(model, empty, s, &mut g, PassOptions { checkpoint: true, grad_scale: scale, row_scales: None }, Some(hook))?;
+                            super::backprop::sequence_pass_hooked(model, empty, s, &mut g, PassOptions { checkpoint: true, grad_scale: scale, row_scales: None, packed: None }, Some(hook))?;
                         }
                         Ok(())
                     })
@@ -266,7 +315,15 @@ impl Trainer {
         let opt = AdamW::new(cfg.optim, &trainable.param_sizes());
         let order = epoch_order(train.len(), cfg.seed, 0);
         let data_hash = data_hash(&train);
-        Ok(Trainer { model, trainable, opt, cfg, train, eval, epoch: 0, cursor: 0, order, data_hash })
+        let packed = match cfg.numerics {
+            TrainNumerics::Int8 => {
+                let mut p = PackedBase::build(&model, cfg.threads)?;
+                p.add_vera(&trainable.adapter);
+                Some(p)
+            }
+            TrainNumerics::F32 => None,
+        };
+        Ok(Trainer { model, trainable, opt, cfg, train, eval, epoch: 0, cursor: 0, order, data_hash, packed })
     }
 
     /// Steps done.
@@ -308,7 +365,7 @@ impl Trainer {
     fn batch_grads(&self, idx: &[usize], scale: f32, row_scales: Option<&RowScales>, total: &mut Grads) -> Result<f64> {
         let threads = self.cfg.threads.min(idx.len()).max(1);
         let ad = &self.trainable.adapter;
-        let opts = PassOptions { checkpoint: self.cfg.checkpoint_activations, grad_scale: scale, row_scales };
+        let opts = PassOptions { checkpoint: self.cfg.checkpoint_activations, grad_scale: scale, row_scales, packed: self.packed.as_ref() };
         let results: Vec<Result<(f64, Grads)>> = std::thread::scope(|sc| {
             let hs: Vec<_> = (0..threads)
                 .map(|ti| {
@@ -415,6 +472,7 @@ impl Trainer {
         m.insert("accum".into(), c.accum.to_string());
         m.insert("data_seed".into(), c.seed.to_string());
         m.insert("allora_eta".into(), format!("{:?}", c.allora_eta));
+        m.insert("numerics".into(), c.numerics.name().into());
         // The schedule's length may change on resume (to extend a run); everything else may not.
         m.insert("optim".into(), format!("{:?}", AdamWConfig { total_steps: 0, ..c.optim }));
         m.insert("data_hash".into(), format!("{:016x}", self.data_hash));
