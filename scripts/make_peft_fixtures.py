@@ -1,7 +1,11 @@
 """Writes the PEFT golden files of tests/peft_golden.rs: a tiny random llama (as a GGUF file, with
 attn_q / attn_k rows permuted as llama.cpp's converter does, and as HF safetensors), and LoRA,
-DoRA and VeRA adapters saved by PEFT itself with random non-zero weights, each with the logits
-PEFT computes for a fixed token sequence.
+rsLoRA, DoRA, VeRA, MiSS, LoKr and RandLoRA adapters saved by PEFT itself with random non-zero
+weights, each with the logits PEFT computes for a fixed token sequence. The variants: per-module
+rank and alpha (`rank_pattern` / `alpha_pattern`, also with rsLoRA), a LoRA with a bias on lora_B
+(`lora_bias`), LoKr with both factors low-rank (`decompose_both`), VeRA and RandLoRA without their
+projections (`save_projection=False`). New configurations go at the end: the global generator's
+stream then leaves the earlier fixtures unchanged.
 
 Usage: python scripts/make_peft_fixtures.py tests/data/peft
 Needs torch, transformers, peft, gguf, numpy (PyPI). Deterministic for torch's CPU generator.
@@ -42,6 +46,17 @@ configs = {
     "miss": MissConfig(r=8, target_modules=TARGETS),
     "lokr": LoKrConfig(r=4, alpha=8, target_modules=TARGETS),
     "randlora": RandLoraConfig(r=16, randlora_alpha=32, target_modules=TARGETS, projection_prng_key=3, save_projection=True),
+    # Per-module rank and alpha. PEFT takes the first key (in order) whose regex matches the end of the
+    # module name at a dot boundary: layer 1's q_proj gets rank 6, layer 0's rank 2.
+    "lora_pattern": LoraConfig(r=4, lora_alpha=8, target_modules=TARGETS, lora_dropout=0.0,
+                               rank_pattern={"layers.1.self_attn.q_proj": 6, "q_proj": 2, "model.layers.0.mlp.down_proj": 3},
+                               alpha_pattern={"self_attn.(k|v)_proj": 3, "layers.1.mlp.up_proj": 20}),
+    "rslora_pattern": LoraConfig(r=4, lora_alpha=8, target_modules=TARGETS, lora_dropout=0.0, use_rslora=True,
+                                 rank_pattern={"o_proj": 8}, alpha_pattern={"gate_proj": 2.5, "o_proj": 16}),
+    "lora_bias": LoraConfig(r=4, lora_alpha=8, target_modules=TARGETS, lora_dropout=0.0, lora_bias=True),
+    # r=2 < max(out_l, in_m)/2 = 4 on every projection: w1 = w1_a·w1_b (and w2 = w2_a·w2_b).
+    "lokr_both": LoKrConfig(r=2, alpha=4, target_modules=TARGETS, decompose_both=True),
+    "randlora_noproj": RandLoraConfig(r=16, randlora_alpha=32, target_modules=TARGETS, projection_prng_key=5, save_projection=False),
 }
 for name, pc in configs.items():
     base = LlamaForCausalLM(cfg).eval()

@@ -11,7 +11,7 @@
 use graft::adapter::methods::blocklora::BlockLoraLayer;
 use graft::adapter::methods::lamda::LamdaLayer;
 use graft::adapter::methods::linalg::{matmul, svd};
-use graft::adapter::methods::lokr::{LokrLayer, LokrW2};
+use graft::adapter::methods::lokr::{LokrLayer, LokrW1, LokrW2};
 use graft::adapter::methods::loldu::LolduLayer;
 use graft::adapter::methods::loraxs::LoraXsLayer;
 use graft::adapter::methods::lorta::{LortaLayer, LortaShared};
@@ -176,7 +176,10 @@ fn miss() {
 // ---------------------------------------------------------------- LoKr
 
 fn lokr_fill(l: &mut LokrLayer, f: &mut dyn FnMut(usize) -> Vec<f32>) {
-    l.w1 = f(l.w1.len());
+    l.w1 = match &l.w1 {
+        LokrW1::Full(w) => LokrW1::Full(f(w.len())),
+        LokrW1::LowRank { a, b } => LokrW1::LowRank { a: f(a.len()), b: f(b.len()) },
+    };
     l.w2 = match &l.w2 {
         LokrW2::Full(w) => LokrW2::Full(f(w.len())),
         LokrW2::LowRank { a, b } => LokrW2::LowRank { a: f(a.len()), b: f(b.len()) },
@@ -192,18 +195,18 @@ fn lokr() {
             assert_eq!((l.out_lk, l.in_mn), ((4, 5), (3, 4)));
             // PEFT: w2 full iff r ≥ max(out_k, in_n)/2 = 2.5.
             assert_eq!(matches!(l.w2, LokrW2::Full(_)), r >= 3, "r={r}");
-            assert!(l.w1.iter().all(|&v| v == 0.0));
+            assert_eq!(l.w1, LokrW1::Full(vec![0.0; 12]));
             let mut rng = Mt19937::new(seed + 1);
-            l.w1 = normal(&mut rng, l.w1.len(), 1.0);
+            l.w1 = LokrW1::Full(normal(&mut rng, 12, 1.0));
             let w = w0(NO, NI, seed);
             check_fold(&l, &w, 1e-6, "normal values");
             // Independent check of the Kronecker layout: ΔW[p·out_k+q, a·in_n+b] = s·w1[p,a]·w2[q,b].
-            let w2 = l.w2_dense_f64();
+            let (w1, w2) = (l.w1_dense_f64(), l.w2_dense_f64());
             let d = l.delta_dense_f64(&w);
             let s = l.scale as f64;
             for (o, i) in [(0usize, 0usize), (7, 5), (19, 11), (13, 2)] {
                 let (p, q, a, b) = (o / 5, o % 5, i / 4, i % 4);
-                let want = s * l.w1[p * 3 + a] as f64 * w2[q * 4 + b];
+                let want = s * w1[p * 3 + a] * w2[q * 4 + b];
                 assert!((d[o * NI + i] - want).abs() <= 1e-12 * want.abs().max(1e-30));
             }
             let mut rng = Mt19937::new(seed + 2);
@@ -223,10 +226,47 @@ fn lokr() {
         };
         check_refusals(&l, &h(r), pinned);
     }
+    // decompose_both: w1 = w1_a·w1_b ([4, r]·[r, 3]); with w2 factored too the fold has rank r·r.
+    for r in 1..=3 {
+        for &seed in &SEEDS {
+            let mut l = LokrLayer::init(NI, NO, r, 6.0, -1, seed);
+            l.w1 = LokrW1::LowRank { a: vec![0.0; 4 * r], b: vec![0.0; r * 3] };
+            let mut rng = Mt19937::new(seed + 3);
+            lokr_fill(&mut l, &mut |n| normal(&mut rng, n, 1.0));
+            let w = w0(NO, NI, seed);
+            check_fold(&l, &w, 1e-6, "decompose_both, normal values");
+            // ΔW = s·kron(w1_a·w1_b, w2), w1 computed independently here.
+            let LokrW1::LowRank { a, b } = &l.w1 else { unreachable!() };
+            let w2 = l.w2_dense_f64();
+            let d = l.delta_dense_f64(&w);
+            for (o, i) in [(0usize, 0usize), (7, 5), (19, 11), (13, 2)] {
+                let (p, q, ai, bi) = (o / 5, o % 5, i / 4, i % 4);
+                let w1: f64 = (0..r).map(|j| a[p * r + j] as f64 * b[j * 3 + ai] as f64).sum();
+                let want = l.scale as f64 * w1 * w2[q * 4 + bi];
+                assert!((d[o * NI + i] - want).abs() <= 1e-12 * want.abs().max(1e-30));
+            }
+            let mut rng = Mt19937::new(seed + 4);
+            lokr_fill(&mut l, &mut |n| dyadic(&mut rng, n));
+            check_fold(&l, &w, 1e-12, "decompose_both, dyadic values");
+            let inner2 = if r >= 3 { 4 } else { r };
+            assert_eq!(l.to_term().rank(), r * inner2);
+            assert_eq!(l.trainable_params(), 4 * r + 3 * r + if r >= 3 { 20 } else { 9 * r });
+            check_roundtrip(&l, &h(r));
+        }
+        let mut l = LokrLayer::init(NI, NO, r, 6.0, -1, 3);
+        l.w1 = LokrW1::LowRank { a: vec![0.0; 4 * r], b: vec![0.0; r * 3] };
+        lokr_fill(&mut l, &mut |n| normal(&mut Mt19937::new(n as u32), n, 1.0));
+        let pinned: &[(&str, usize)] = if r >= 3 {
+            &[("lokr_w1_a", 0), ("lokr_w1_b", 0), ("lokr_w1_b", 1), ("lokr_w2", 0), ("lokr_w2", 1)]
+        } else {
+            &[("lokr_w1_a", 0), ("lokr_w1_b", 1), ("lokr_w2_a", 0), ("lokr_w2_b", 1)]
+        };
+        check_refusals(&l, &h(r), pinned);
+    }
     // Another factorisation (decompose_factor) and a square layer.
     let mut l = LokrLayer::init(16, 16, 2, 2.0, 2, 9);
     assert_eq!((l.out_lk, l.in_mn), ((2, 8), (2, 8)));
-    l.w1 = normal(&mut Mt19937::new(4), 4, 1.0);
+    l.w1 = LokrW1::Full(normal(&mut Mt19937::new(4), 4, 1.0));
     check_fold(&l, &w0(16, 16, 1), 1e-6, "factor 2");
     check_roundtrip(&l, &hyper(&[("alpha", "2"), ("decompose_factor", "2")]));
 }

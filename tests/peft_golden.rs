@@ -1,7 +1,9 @@
 //! PEFT's own files (made by scripts/make_peft_fixtures.py with torch + PEFT, checked in under
 //! tests/data/peft): graft loads LoRA, rsLoRA, DoRA, VeRA, MiSS, LoKr and RandLoRA adapters onto the same tiny llama
 //! (converted to GGUF with llama.cpp's q/k row permutation) and reproduces PEFT's logits; graft's
-//! PEFT writer gives back every tensor bit for bit.
+//! PEFT writer gives back every tensor bit for bit. The variants: per-module rank and alpha
+//! (`rank_pattern` / `alpha_pattern`, with and without rsLoRA), a bias on lora_B (`lora_bias`), LoKr
+//! with `decompose_both`, VeRA and RandLoRA saved without their projections.
 use graft::adapter::{peft, Registry};
 use graft::format::safetensors::SafeTensorsFile;
 use graft::model::{Logits, Model, Numerics, Runner, SeqInput};
@@ -38,6 +40,13 @@ fn rel_diff(a: &[f32], b: &[f32]) -> f32 {
 /// fp32 against fp32 with different summation orders.
 const TOL: f32 = 2e-5;
 
+/// RandLoRA, loosened: its term is full rank (r·⌈min_dim/r⌉ = 96 here) over bases of unit std, and
+/// the factorised product `UB·(UA·x)` loses more to fp32 rounding than a LoRA does. Measured against
+/// PEFT's float64 forward: PEFT's own fp32 logits differ by 2.3e-5 on `randlora`, graft's by 3.9e-5
+/// on `randlora_noproj` (whose regenerated bases are bit-exact, and whose merged weights agree with
+/// PEFT's to 7e-6). LoRA-family fixtures stay below 4e-6.
+const TOL_RANDLORA: f32 = 1e-4;
+
 #[test]
 fn base_matches_transformers() {
     let model = Arc::new(Model::load(data().join("tiny-llama.gguf")).unwrap());
@@ -45,27 +54,44 @@ fn base_matches_transformers() {
     assert!(d < TOL, "base logits differ from transformers' by {d}");
 }
 
+/// Every PEFT fixture directory and the method graft reads it as.
+const FIXTURES: [(&str, &str); 13] = [
+    ("lora", "lora"),
+    ("rslora", "rslora"),
+    ("dora", "dora"),
+    ("vera", "vera"),
+    ("vera_noproj", "vera"),
+    ("miss", "miss"),
+    ("lokr", "lokr"),
+    ("randlora", "randlora"),
+    ("lora_pattern", "lora"),
+    ("rslora_pattern", "rslora"),
+    ("lora_bias", "lora"),
+    ("lokr_both", "lokr"),
+    ("randlora_noproj", "randlora"),
+];
+
 #[test]
 fn peft_adapters_give_peft_logits() {
     let model = Arc::new(Model::load(data().join("tiny-llama.gguf")).unwrap());
     let base = read_f32(&data().join("base.logits.f32"));
     let reg = Registry::new(model.clone());
-    for m in ["lora", "rslora", "dora", "vera", "vera_noproj", "miss", "lokr", "randlora"] {
+    for (m, expect_method) in FIXTURES {
         let dir = data().join(m);
         let ad = reg.load(m, &dir, 1.0).unwrap();
-        let expect_method = m.trim_end_matches("_noproj");
         assert_eq!(ad.method, expect_method);
         let want = read_f32(&dir.join("logits.f32"));
         assert!(rel_diff(&base, &want) > 100.0 * TOL, "{m}: PEFT's adapter must change the logits");
         let got = logits(&model, reg.set(&[(m, 1.0)]).unwrap());
         let d = rel_diff(&got, &want);
-        assert!(d < TOL, "{m}: graft's logits differ from PEFT's by {d} (relative)");
+        let tol = if expect_method == "randlora" { TOL_RANDLORA } else { TOL };
+        assert!(d < tol, "{m}: graft's logits differ from PEFT's by {d} (relative, tolerance {tol})");
     }
 }
 
 #[test]
 fn peft_writer_round_trips_bit_exactly() {
-    for m in ["lora", "rslora", "dora", "vera", "miss", "lokr", "randlora"] {
+    for (m, _) in FIXTURES {
         let src = data().join(m);
         let native = peft::read(&src).unwrap();
         let out = std::env::temp_dir().join(format!("graft-peft-rt-{}-{m}", std::process::id()));
@@ -79,7 +105,8 @@ fn peft_writer_round_trips_bit_exactly() {
         }
         let ca: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(src.join("adapter_config.json")).unwrap()).unwrap();
         let cb: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("adapter_config.json")).unwrap()).unwrap();
-        for k in ["peft_type", "r", "lora_alpha", "alpha", "randlora_alpha", "decompose_factor", "use_rslora", "use_dora", "projection_prng_key", "fan_in_fan_out", "bias"] {
+        let keys = ["peft_type", "r", "lora_alpha", "alpha", "randlora_alpha", "decompose_factor", "decompose_both", "use_rslora", "use_dora", "lora_bias"];
+        for k in keys.into_iter().chain(["projection_prng_key", "save_projection", "fan_in_fan_out", "bias"]) {
             assert_eq!(ca.get(k).filter(|v| !v.is_null()), cb.get(k).filter(|v| !v.is_null()), "{m}: config key {k}");
         }
         let set = |v: &serde_json::Value| {
@@ -88,6 +115,9 @@ fn peft_writer_round_trips_bit_exactly() {
             s
         };
         assert_eq!(set(&ca), set(&cb), "{m}: target modules");
+        // The patterns are written per module (full names), so compare what they resolve to.
+        let back = peft::read(&out).unwrap();
+        assert_eq!((&back.method, &back.hyper, &back.tensors), (&native.method, &native.hyper, &native.tensors), "{m}: read back");
         std::fs::remove_dir_all(&out).ok();
     }
 }
@@ -103,4 +133,105 @@ fn vera_projections_regenerate_bit_exactly() {
     let g = graft::adapter::VeraShared::generate(sa[0], sa[1], sb[0], key);
     assert!(g.a.iter().zip(a.iter()).all(|(x, y)| x.to_bits() == y.to_bits()), "vera_A differs");
     assert_eq!(&g.b(), b, "vera_B differs");
+}
+
+/// RandLoRA's bases regenerated from `projection_prng_key` (bf16, ADAPTERS.md §3.1) equal the ones
+/// PEFT saved, bit for bit.
+#[test]
+fn randlora_projections_regenerate_bit_exactly() {
+    use graft::adapter::methods::randlora::RandLoraShared;
+    use graft::adapter::rng::Rounding;
+    let native = peft::read(&data().join("randlora")).unwrap();
+    let key: u64 = native.hyper["projection_prng_key"].parse().unwrap();
+    let saved = RandLoraShared::load(&native.tensors, "randlora").unwrap();
+    let g = RandLoraShared::generate(saved.r, saved.max_dim, saved.min_dim, key as u32, Rounding::Bf16);
+    assert_eq!((g.r, g.max_dim, g.min_dim, g.nb), (saved.r, saved.max_dim, saved.min_dim, saved.nb));
+    assert!(g.a.iter().zip(&saved.a).all(|(x, y)| x.to_bits() == y.to_bits()), "randlora_A differs");
+    assert!(g.b.iter().zip(&saved.b).all(|(x, y)| x.to_bits() == y.to_bits()), "randlora_B differs");
+}
+
+/// `rank_pattern` / `alpha_pattern` resolve per module as PEFT's `get_pattern_key` does: the first key
+/// (in the file's sorted order) whose regex matches the end of the module name at a dot.
+#[test]
+fn patterns_resolve_per_module() {
+    let n = peft::read(&data().join("lora_pattern")).unwrap();
+    let rank = |p: &str| n.tensors[&format!("{p}.lora_a")].0[0];
+    // "layers.1.self_attn.q_proj" comes before "q_proj": layer 1's q_proj has rank 6, layer 0's rank 2.
+    assert_eq!((rank("blk.1.attn_q"), rank("blk.0.attn_q"), rank("blk.0.ffn_down"), rank("blk.1.ffn_down")), (6, 2, 3, 4));
+    let alpha = |p: &str| n.hyper.get(&format!("alpha.{p}")).map(String::as_str);
+    assert_eq!((alpha("blk.0.attn_k"), alpha("blk.1.attn_v"), alpha("blk.1.ffn_up")), (Some("3"), Some("3"), Some("20")));
+    assert_eq!((alpha("blk.0.attn_q"), alpha("blk.0.ffn_up")), (None, None));
+}
+
+/// A copy of fixture `m` in a temporary directory, its config edited by `edit`.
+fn edited(m: &str, edit: impl Fn(&mut serde_json::Value)) -> PathBuf {
+    let out = std::env::temp_dir().join(format!("graft-peft-edit-{}-{m}-{:?}", std::process::id(), std::thread::current().id()));
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::copy(data().join(m).join("adapter_model.safetensors"), out.join("adapter_model.safetensors")).unwrap();
+    let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(data().join(m).join("adapter_config.json")).unwrap()).unwrap();
+    edit(&mut cfg);
+    std::fs::write(out.join("adapter_config.json"), cfg.to_string()).unwrap();
+    out
+}
+
+/// What graft still refuses in these variants, and that the errors name the file and the field.
+#[test]
+fn variant_refusals_name_the_field() {
+    let err = |dir: &Path| peft::read(dir).err().unwrap_or_else(|| panic!("{} accepted", dir.display())).to_string();
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: [(&str, Edit, &str); 6] = [
+        // The tensors do not have the rank the pattern gives.
+        ("lora_pattern", Box::new(|c| c["rank_pattern"]["q_proj"] = 5.into()), "layers.0.self_attn.q_proj.lora_A.weight"),
+        ("lora_pattern", Box::new(|c| c["rank_pattern"]["q_proj"] = "two".into()), "rank_pattern.q_proj"),
+        ("lora_pattern", Box::new(|c| c["alpha_pattern"]["(k_proj"] = 1.into()), "alpha_pattern.(k_proj"),
+        ("lora_pattern", Box::new(|c| c["alpha_pattern"] = 3.into()), "alpha_pattern"),
+        ("lora_bias", Box::new(|c| c["use_dora"] = true.into()), "lora_bias"),
+        ("randlora_noproj", Box::new(|c| c["sparse"] = true.into()), "sparse"),
+    ];
+    for (m, edit, field) in cases {
+        let dir = edited(m, edit);
+        let msg = err(&dir);
+        assert!(msg.contains(field) && msg.contains(&dir.display().to_string()), "{m}: error does not name {field} and the file: {msg}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+    // A bias in the file that the config does not announce.
+    let dir = edited("lora_bias", |c| c["lora_bias"] = false.into());
+    assert!(err(&dir).contains("lora_B.bias"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `lora_bias` through the other paths: q/k rows converted to GGUF order and back give the same
+/// logits; GGUF LoRA export and merging are refused (neither can hold the bias), naming it.
+#[test]
+fn lora_bias_export_and_merge() {
+    use graft::adapter::export::{export, Format};
+    let model = Arc::new(Model::load(data().join("tiny-llama.gguf")).unwrap());
+    let src = data().join("lora_bias");
+    let want = read_f32(&src.join("logits.f32"));
+    let native = peft::read(&src).unwrap();
+    let (h, kv) = (model.config.n_head, model.config.n_head_kv);
+    let gguf_rows = native.with_qk_rows("gguf", h, kv).unwrap();
+    assert_ne!(gguf_rows.tensors["blk.0.attn_q.lora_bias"], native.tensors["blk.0.attn_q.lora_bias"]);
+    let ad = Arc::new(gguf_rows.clone().into_adapter("b", &model).unwrap());
+    assert!(ad.has_bias());
+    let d = rel_diff(&logits(&model, graft::adapter::AdapterSet::fixed(&[(ad.clone(), 1.0)])), &want);
+    assert!(d < TOL, "lora_bias in GGUF row order: logits differ from PEFT's by {d}");
+    // The generic build path gives the same adapter.
+    let built = gguf_rows.build("b", &model).unwrap();
+    assert_eq!(built.bias, ad.bias);
+    assert_eq!(gguf_rows.with_qk_rows("hf", h, kv).unwrap().tensors, native.tensors);
+    // At scale 0.5 the bias is halved with the rest of the term.
+    let base = read_f32(&data().join("base.logits.f32"));
+    let half = logits(&model, graft::adapter::AdapterSet::fixed(&[(ad.clone(), 0.5)]));
+    assert!(rel_diff(&half, &base) > 100.0 * TOL && rel_diff(&half, &want) > 100.0 * TOL);
+    let tmp = std::env::temp_dir().join(format!("graft-peft-bias-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let e = export(&src, Format::GgufLora, &tmp.join("b.gguf"), &model, None).unwrap_err().to_string();
+    assert!(e.contains("lora_bias") && e.contains("GGUF LoRA"), "{e}");
+    let e = graft::adapter::merge::merge(&model, &[(ad, 1.0)], &tmp.join("m.gguf")).unwrap_err().to_string();
+    assert!(e.contains("lora_bias") && e.contains("merged"), "{e}");
+    // PEFT export writes the bias back.
+    export(&src, Format::Peft, &tmp.join("peft"), &model, None).unwrap();
+    assert_eq!(peft::read(&tmp.join("peft")).unwrap().tensors, native.tensors);
+    std::fs::remove_dir_all(&tmp).ok();
 }

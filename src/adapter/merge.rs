@@ -1,6 +1,7 @@
 //! Folds adapters into a copy of the base model: `W' = W0 + Σ s·ΔW` for every adapted matrix,
 //! written back in the base's format (F32 / F16 / BF16 exactly; Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0
-//! re-quantized; K-quants re-quantized to Q8_0), with the error re-quantization adds.
+//! re-quantized; K-quants re-quantized to Q8_0), with the error re-quantization adds. Adapters with
+//! an output bias (PEFT's `lora_bias`) are refused: the base has no bias to merge it into.
 use super::native::dequantize;
 use super::Adapter;
 use crate::format::gguf::Value;
@@ -45,6 +46,14 @@ pub fn merge_as(model: &Model, adapters: &[(Arc<Adapter>, f32)], out: &Path, ty:
     for (k, v) in &g.header().metadata {
         if k != "general.alignment" {
             w.add_kv(k, v.clone());
+        }
+    }
+    // An output bias (PEFT's lora_bias) would merge into the base's bias, and llama bases have none:
+    // PEFT refuses this merge too.
+    for (a, _) in adapters {
+        if let Some((l, kind)) = (0..a.bias.len()).flat_map(|l| LinearKind::ALL.into_iter().map(move |k| (l, k))).find(|&(l, k)| a.bias(l, k).is_some()) {
+            let name = format!("blk.{l}.{}.lora_bias", kind.gguf_name());
+            return Err(Error::format(&a.source, name, "an output bias (PEFT lora_bias) cannot be merged: the base has no bias tensor to fold it into; apply the adapter unmerged"));
         }
     }
     let names: Vec<String> = adapters.iter().map(|(a, s)| format!("{}:{s}", a.name)).collect();

@@ -44,6 +44,10 @@ pub struct Adapter {
     /// Q8_0 copies of the low-rank factors (LoRA family and DoRA) for the 8-bit numerics, same
     /// indexing; filled by [`Adapter::prepare_q8`].
     pub q8: Vec<[Option<term::LowRankQ8>; 7]>,
+    /// Output biases added next to the terms, same indexing (empty when there are none): `y += u·bias`
+    /// at the adapter's scale `u`, the method's own scale already applied (PEFT's `lora_bias`:
+    /// `s·(B·A·x + b)` ⇒ `bias = s·b`). Only LoRA and rsLoRA terms carry one.
+    pub bias: Vec<[Option<Vec<f32>>; 7]>,
 }
 
 impl Adapter {
@@ -58,6 +62,7 @@ impl Adapter {
             trainable_params: 0,
             layers: (0..n_layers).map(|_| Default::default()).collect(),
             q8: Vec::new(),
+            bias: Vec::new(),
         }
     }
 
@@ -69,6 +74,24 @@ impl Adapter {
     /// The Q8_0 factors of the term on block `layer`'s projection `kind`, if prepared.
     pub fn q8(&self, layer: usize, kind: LinearKind) -> Option<&term::LowRankQ8> {
         self.q8.get(layer)?[kind as usize].as_ref()
+    }
+
+    /// The output bias on block `layer`'s projection `kind`, if any (see [`Adapter::bias`]).
+    pub fn bias(&self, layer: usize, kind: LinearKind) -> Option<&[f32]> {
+        self.bias.get(layer)?[kind as usize].as_deref()
+    }
+
+    /// Whether any projection has an output bias.
+    pub fn has_bias(&self) -> bool {
+        self.bias.iter().flatten().any(Option::is_some)
+    }
+
+    /// Sets the output bias of block `layer`'s projection `kind` (growing the table on first use).
+    pub fn set_bias(&mut self, layer: usize, kind: LinearKind, bias: Vec<f32>) {
+        if self.bias.is_empty() {
+            self.bias = (0..self.layers.len()).map(|_| Default::default()).collect();
+        }
+        self.bias[layer][kind as usize] = Some(bias);
     }
 
     /// Quantizes every low-rank factor to Q8_0 (two threads), for runners with 8-bit numerics.
@@ -125,9 +148,17 @@ impl Adapter {
         if self.layers.len() != model.weights.blocks.len() {
             return Err(Error::model(file, "blocks", format!("{} blocks, the model has {}", self.layers.len(), model.weights.blocks.len())));
         }
+        if !self.bias.is_empty() && self.bias.len() != self.layers.len() {
+            return Err(Error::model(file, "bias", format!("{} blocks of biases, {} of terms", self.bias.len(), self.layers.len())));
+        }
         for (l, blk) in self.layers.iter().enumerate() {
             for kind in LinearKind::ALL {
-                let Some(t) = &blk[kind as usize] else { continue };
+                let Some(t) = &blk[kind as usize] else {
+                    if self.bias(l, kind).is_some() {
+                        return Err(Error::model(file, format!("blk.{l}.{}.lora_bias", kind.gguf_name()), "a bias without a term"));
+                    }
+                    continue;
+                };
                 let w = model.weights.blocks[l].linear(kind);
                 let name = format!("blk.{l}.{}", kind.gguf_name());
                 if t.n_in() != w.n_in || t.n_out() != w.n_out {
@@ -135,6 +166,14 @@ impl Adapter {
                 }
                 if values && !t.all_finite() {
                     return Err(Error::model(file, name, "non-finite values"));
+                }
+                if let Some(b) = self.bias(l, kind) {
+                    if b.len() != w.n_out {
+                        return Err(Error::model(file, format!("{name}.lora_bias"), format!("{} values, the base weight has {} rows", b.len(), w.n_out)));
+                    }
+                    if values && !term::all_finite(b) {
+                        return Err(Error::model(file, format!("{name}.lora_bias"), "non-finite values"));
+                    }
                 }
                 if let Term::Vera(v) = t {
                     if v.n_in > v.shared.max_in || v.n_out > v.shared.max_out {

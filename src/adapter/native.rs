@@ -72,7 +72,6 @@ impl NativeAdapter {
         let file = self.source.clone();
         let tg = targets(&self.tensors, &file)?;
         let n_layers = model.weights.blocks.len();
-        let alpha: f64 = super::methods::hyper_get(&self.hyper, "alpha", &file)?;
         let rslora = self.hyper.get("rslora").is_some_and(|v| v == "true") || self.method == "rslora";
         let hf_rows = match self.hyper.get("qk_rows").map(String::as_str) {
             None | Some("gguf") => false,
@@ -96,33 +95,41 @@ impl NativeAdapter {
             if sb != [w.n_out, r] {
                 return Err(Error::format(&file, format!("{prefix}.lora_b"), format!("shape {sb:?}, expected [{}, {r}]", w.n_out)));
             }
+            let bias = self.tensors.remove(&format!("{prefix}.lora_bias"));
+            if let Some((sbias, _)) = &bias {
+                if sbias != &[w.n_out] {
+                    return Err(Error::format(&file, format!("{prefix}.lora_bias"), format!("shape {sbias:?}, expected [{}]", w.n_out)));
+                }
+            }
             let heads = match kind {
                 LinearKind::Q if hf_rows => model.config.n_head,
                 LinearKind::K if hf_rows => model.config.n_head_kv,
                 _ => 0,
             };
-            jobs.push((l, kind, prefix, r, w.n_in, w.n_out, a, b, heads));
+            let alpha: f64 = super::methods::hyper_get(&self.hyper, &super::methods::layer_key(&self.hyper, "alpha", &prefix), &file)?;
+            jobs.push((l, kind, prefix, r, w.n_in, w.n_out, a, b, bias.map(|(_, v)| v), heads, LoraLayer::scale_for(alpha, r, rslora)));
         }
         if let Some(k) = self.tensors.keys().next() {
             return Err(Error::format(&file, k, format!("not a parameter of {}", self.method)));
         }
-        let scale_of = |r: usize| LoraLayer::scale_for(alpha, r, rslora);
         let half = jobs.len().div_ceil(2);
         let mut rest = jobs.split_off(half);
         #[allow(clippy::type_complexity)]
-        let convert = |jobs: &mut Vec<_>| -> Result<Vec<(usize, LinearKind, super::Term, usize, Option<super::term::LowRankQ8>)>> {
+        let convert = |jobs: &mut Vec<_>| -> Result<Vec<(usize, LinearKind, super::Term, usize, Option<super::term::LowRankQ8>, Option<Vec<f32>>)>> {
             let mut out = Vec::with_capacity(jobs.len());
-            for (l, kind, prefix, r, ni, no, a, b, heads) in jobs.drain(..) {
+            for (l, kind, prefix, r, ni, no, a, b, bias, heads, scale) in jobs.drain(..) {
                 let a: Vec<f32> = a;
                 let b: Vec<f32> = b;
-                for (v, p) in [(&a, "lora_a"), (&b, "lora_b")] {
+                let bias: Option<Vec<f32>> = bias;
+                for (v, p) in [(&a, "lora_a"), (&b, "lora_b"), (bias.as_ref().unwrap_or(&Vec::new()), "lora_bias")] {
                     if !super::term::all_finite(v) {
                         let i = v.iter().position(|x| !x.is_finite()).unwrap_or(0);
                         return Err(Error::format(&file, format!("{prefix}.{p}"), format!("non-finite value at element {i}")));
                     }
                 }
-                let params = a.len() + b.len();
-                let mut lr = super::LowRank::from_a_b(r, ni, no, a, &b, scale_of(r));
+                let params = a.len() + b.len() + bias.as_ref().map_or(0, Vec::len);
+                let mut lr = super::LowRank::from_a_b(r, ni, no, a, &b, scale);
+                let mut bias = bias.map(|v| output_bias(&v, scale));
                 if heads > 0 {
                     let perm = qk_perm(no, heads);
                     let old = lr.bt.clone();
@@ -131,9 +138,10 @@ impl NativeAdapter {
                             lr.bt[j * no + g] = old[j * no + h];
                         }
                     }
+                    bias = bias.map(|v| perm.iter().map(|&h| v[h]).collect());
                 }
                 let q8 = super::term::LowRankQ8::of(&lr);
-                out.push((l, kind, super::Term::LowRank(lr), params, q8));
+                out.push((l, kind, super::Term::LowRank(lr), params, q8, bias));
             }
             Ok(out)
         };
@@ -148,11 +156,14 @@ impl NativeAdapter {
         ad.base_fingerprint = self.base_fingerprint.take();
         ad.q8 = (0..n_layers).map(|_| Default::default()).collect();
         let ffa = ad.method == "ffa-lora";
-        for (l, kind, term, params, q8) in first?.into_iter().chain(second?) {
+        for (l, kind, term, params, q8, bias) in first?.into_iter().chain(second?) {
             // FFA-LoRA trains only B (A stays at its random init).
             ad.trainable_params += if ffa { term.n_out() * term.rank() } else { params };
             ad.layers[l][kind as usize] = Some(term);
             ad.q8[l][kind as usize] = q8;
+            if let Some(b) = bias {
+                ad.set_bias(l, kind, b);
+            }
         }
         ad.check_fits_shapes(model)?;
         Ok(ad)
@@ -190,7 +201,28 @@ impl NativeAdapter {
             }
             Some(Arc::new(VeraShared::generate(r, max_in, max_out, key)))
         };
-        let randlora_shared = if self.method == "randlora" { Some(Arc::new(RandLoraShared::load(&self.tensors, file)?)) } else { None };
+        let randlora_shared = if self.method != "randlora" {
+            None
+        } else if self.tensors.contains_key("shared.randlora_a") || !self.hyper.contains_key("projection_prng_key") {
+            Some(Arc::new(RandLoraShared::load(&self.tensors, file)?))
+        } else {
+            // Not saved (PEFT's save_projection=False): regenerate from the key over the element-wise
+            // largest (n_out, n_in) of the targeted layers, as PEFT's `_find_dim`, in bf16 (PEFT's
+            // format wherever `accelerate` reports bf16 support, which every current torch CPU does).
+            let key: u64 = super::methods::hyper_get(&self.hyper, "projection_prng_key", file)?;
+            let r: usize = super::methods::hyper_get(&self.hyper, "r", file)?;
+            let (mut max_in, mut max_out) = (0, 0);
+            for &(l, kind) in &tg {
+                if let Some(b) = model.weights.blocks.get(l) {
+                    max_in = max_in.max(b.linear(kind).n_in);
+                    max_out = max_out.max(b.linear(kind).n_out);
+                }
+            }
+            if r == 0 || r > max_in.min(max_out).max(1) {
+                return Err(Error::format(file, "r", format!("RandLoRA rank {r} for layers of at most {max_out}x{max_in}")));
+            }
+            Some(Arc::new(RandLoraShared::generate(r, max_out, max_in, key as u32, super::rng::Rounding::Bf16)))
+        };
         let lorta_shared = if self.method == "lorta" { Some(Arc::new(LortaShared::load(&self.tensors, &self.hyper, file)?)) } else { None };
         // PEFT files keep attn_q / attn_k rows in the HF order; GGUF permutes them for its RoPE.
         let hf_rows = match self.hyper.get("qk_rows").map(String::as_str) {
@@ -253,6 +285,20 @@ impl NativeAdapter {
                 _ => term,
             };
             ad.trainable_params += if self.method == "ffa-lora" { term.n_out() * term.rank() } else { params };
+            let bias_name = format!("{prefix}.lora_bias");
+            if self.tensors.contains_key(&bias_name) {
+                if !matches!(self.method.as_str(), "lora" | "rslora" | "ffa-lora") {
+                    return Err(Error::format(file, &bias_name, format!("not a parameter of {}", self.method)));
+                }
+                let super::Term::LowRank(lr) = &term else { unreachable!("LoRA builds low-rank terms") };
+                let mut b = output_bias(&super::methods::take(&self.tensors, &bias_name, &[no], file)?, lr.scale);
+                if hf_rows && matches!(kind, LinearKind::Q | LinearKind::K) {
+                    let heads = if kind == LinearKind::Q { model.config.n_head } else { model.config.n_head_kv };
+                    b = qk_perm(no, heads).iter().map(|&h| b[h]).collect();
+                }
+                ad.trainable_params += no;
+                ad.set_bias(l, kind, b);
+            }
             ad.layers[l][kind as usize] = Some(term);
         }
         ad.check_fits(model)?;
@@ -286,6 +332,12 @@ fn vera_q8(ad: &mut Adapter) {
             v.shared = q;
         }
     }
+}
+
+/// PEFT's `lora_bias` `b` as the output bias the runtime adds: `s·b` (PEFT computes
+/// `lora_B(lora_A(x))·s`, bias included).
+fn output_bias(b: &[f32], s: f32) -> Vec<f32> {
+    b.iter().map(|v| v * s).collect()
 }
 
 /// For each GGUF row of a projection with `n_heads` heads of `n_out / n_heads` rows, the HF row
@@ -390,7 +442,7 @@ impl NativeAdapter {
                 continue;
             };
             // Tensors whose leading dimension is the projection's output rows.
-            let is_rows = name.ends_with(".lora_b") || name.ends_with(".magnitude");
+            let is_rows = name.ends_with(".lora_b") || name.ends_with(".lora_bias") || name.ends_with(".magnitude");
             if !is_rows {
                 if matches!(self.method.as_str(), "lora" | "rslora" | "ffa-lora" | "dora") {
                     continue; // lora_a: input side, not permuted.
@@ -411,13 +463,18 @@ impl NativeAdapter {
 }
 
 /// The adapter's terms folded into plain LoRA factors (GGUF row order, scale folded into `B`), for
-/// GGUF LoRA export. DoRA does not fold (its magnitude rescales the base) and is refused.
+/// GGUF LoRA export. DoRA does not fold (its magnitude rescales the base) and is refused, and so
+/// is an output bias (llama.cpp's LoRA format has no place for one).
 pub fn fold_to_lora(ad: &Adapter) -> Result<Vec<(usize, LinearKind, LoraLayer)>> {
     use super::Term;
     let mut out = Vec::new();
     for (l, blk) in ad.layers.iter().enumerate() {
         for kind in LinearKind::ALL {
             let Some(t) = &blk[kind as usize] else { continue };
+            if ad.bias(l, kind).is_some() {
+                let name = format!("blk.{l}.{}.lora_bias", kind.gguf_name());
+                return Err(Error::format(&ad.source, name, "an output bias (PEFT lora_bias), which a GGUF LoRA cannot hold: export to peft or graft instead"));
+            }
             let layer = match t {
                 Term::LowRank(lr) => LoraLayer { r: lr.r, n_in: lr.n_in, n_out: lr.n_out, a: lr.a.clone(), b: lr.b().iter().map(|v| v * lr.scale).collect(), scale: 1.0 },
                 Term::Vera(v) => {

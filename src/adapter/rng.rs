@@ -92,12 +92,14 @@ impl Mt19937 {
     }
 
     /// One value of `uniform_(lo, hi)` on a tensor of format `fmt`: the fp32 recipe of
-    /// [`Mt19937::uniform_f32`], rounded to `fmt`, then `== hi → lo` (ADAPTERS.md §3.1 step 4).
+    /// [`Mt19937::uniform_f32`], rounded to `fmt`, then `== hi → lo` (ADAPTERS.md §3.1 step 4)
+    /// with both bounds in `fmt` too: a bf16 value that rounds up to bf16(`hi`) becomes bf16(`lo`)
+    /// (checked against the bases PEFT saved for RandLoRA, tests/peft_golden.rs).
     pub fn uniform_rounded(&mut self, lo: f64, hi: f64, fmt: Rounding) -> f32 {
         let (lo, hi) = (lo as f32, hi as f32);
         let x = (self.next_u32() & 0xFF_FFFF) as f32 * (1.0 / 16_777_216.0);
         let v = fmt.round(x.mul_add(hi - lo, lo));
-        if v == hi {
+        if v == fmt.round(hi) {
             fmt.round(lo)
         } else {
             v

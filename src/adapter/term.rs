@@ -6,6 +6,9 @@
 //! - [`Vera`]: `y += λ_b ⊙ B̂(λ_d ⊙ Â·x)` with `Â`, `B̂` slices of matrices shared by every layer, so
 //!   `Â·x` is computed once per distinct layer input and reused by every projection reading it.
 //!
+//! An output bias (PEFT's `lora_bias`) is not part of a term: it sits beside the terms, in
+//! [`Adapter::bias`](super::Adapter::bias).
+//!
 //! Matrices are f32, row-major; `B` is kept transposed (`Bᵀ`, `[r, n_out]`) so the up-projection
 //! streams rows of `Bᵀ` against a few values of `A·x`.
 use std::sync::Arc;

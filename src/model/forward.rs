@@ -453,6 +453,14 @@ impl Runner {
                         }
                     }
                 }
+                for b in plan.bias.iter().filter(|b| b.job == ji) {
+                    for i in b.rows.clone() {
+                        for c in r.clone() {
+                            // SAFETY: element (i, c) is in this thread's column range r of the [t, n_out] output.
+                            unsafe { *y.get().add(i * w.n_out + c) += b.s * b.bias[c] };
+                        }
+                    }
+                }
             }
         });
         Ok(())
@@ -520,17 +528,26 @@ struct BaseScale<'a> {
     list: Vec<(&'a [f32], f32)>,
 }
 
+/// An adapter's output bias on output `job`'s rows: `Y[rows] += s·bias`.
+struct BiasUnit<'a> {
+    job: usize,
+    rows: Range<usize>,
+    bias: &'a [f32],
+    s: f32,
+}
+
 /// The adapter work of one `linears` call.
 struct AdapterPlan<'a> {
     down: Vec<DownUnit<'a>>,
     up: Vec<UpUnit<'a>>,
     base_scale: Vec<BaseScale<'a>>,
+    bias: Vec<BiasUnit<'a>>,
     t_len: usize,
 }
 
 impl<'a> AdapterPlan<'a> {
     fn build(layer: usize, segs: &'a [Segment], jobs: &[&Linear], model: &Model, q8: bool) -> AdapterPlan<'a> {
-        let mut p = AdapterPlan { down: Vec::new(), up: Vec::new(), base_scale: Vec::new(), t_len: 0 };
+        let mut p = AdapterPlan { down: Vec::new(), up: Vec::new(), base_scale: Vec::new(), bias: Vec::new(), t_len: 0 };
         if segs.is_empty() || layer >= model.weights.blocks.len() {
             return p;
         }
@@ -544,6 +561,9 @@ impl<'a> AdapterPlan<'a> {
                 for (ji, kind) in kinds.iter().enumerate() {
                     let Some(term) = kind.and_then(|k| adapter.term(layer, k)) else { continue };
                     let lq = if q8 { kind.and_then(|k| adapter.q8(layer, k)) } else { None };
+                    if let Some(bias) = kind.and_then(|k| adapter.bias(layer, k)) {
+                        p.bias.push(BiasUnit { job: ji, rows: seg.rows.clone(), bias, s: *s });
+                    }
                     match term {
                         Term::LowRank(lr) | Term::Dora(crate::adapter::Dora { lora: lr, .. }) => {
                             let t_off = p.t_len;

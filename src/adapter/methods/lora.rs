@@ -1,5 +1,5 @@
 //! LoRA (Hu et al.), rsLoRA (scale α/√r) and FFA-LoRA (A frozen; same forward): `ΔW = s·B·A`.
-use super::{hyper_get, take, Hyper, LayerMethod, Tensors};
+use super::{hyper_get, layer_key, take, Hyper, LayerMethod, Tensors};
 use crate::adapter::term::{LowRank, Term};
 use crate::Result;
 
@@ -63,6 +63,8 @@ impl LayerMethod for LoraLayer {
         out.insert(format!("{prefix}.lora_a"), (vec![self.r, self.n_in], self.a.clone()));
         out.insert(format!("{prefix}.lora_b"), (vec![self.n_out, self.r], self.b.clone()));
     }
+    /// Hyper-parameters: `alpha` (or the layer's own `alpha.<prefix>`), `rslora`; the rank is
+    /// `A`'s row count.
     fn load(prefix: &str, src: &Tensors, hyper: &Hyper, n_in: usize, n_out: usize, file: &str) -> Result<Self> {
         let name_a = format!("{prefix}.lora_a");
         let r = src.get(&name_a).map(|(s, _)| s.first().copied().unwrap_or(0)).ok_or_else(|| crate::Error::format(file, &name_a, "missing tensor"))?;
@@ -71,7 +73,7 @@ impl LayerMethod for LoraLayer {
         }
         let a = take(src, &name_a, &[r, n_in], file)?;
         let b = take(src, &format!("{prefix}.lora_b"), &[n_out, r], file)?;
-        let alpha: f64 = hyper_get(hyper, "alpha", file)?;
+        let alpha: f64 = hyper_get(hyper, &layer_key(hyper, "alpha", prefix), file)?;
         let rslora = hyper.get("rslora").is_some_and(|v| v == "true");
         Ok(LoraLayer { r, n_in, n_out, a, b, scale: LoraLayer::scale_for(alpha, r, rslora) })
     }

@@ -56,6 +56,18 @@ pub fn hyper_get<T: std::str::FromStr>(h: &Hyper, key: &str, file: &str) -> Resu
     v.parse().map_err(|_| crate::Error::format(file, key, format!("cannot parse {v:?}")))
 }
 
+/// The name under which `hyper` holds parameter `key` for the layer `prefix` (`blk.<l>.<linear>`):
+/// `<key>.<prefix>` when the file records a per-layer value (PEFT's `rank_pattern` /
+/// `alpha_pattern`, e.g. `alpha.blk.3.attn_q`), else `key`.
+pub fn layer_key(h: &Hyper, key: &str, prefix: &str) -> String {
+    let k = format!("{key}.{prefix}");
+    if h.contains_key(&k) {
+        k
+    } else {
+        key.to_string()
+    }
+}
+
 /// Takes tensor `name` from `src`, checking its shape.
 pub fn take(src: &Tensors, name: &str, shape: &[usize], file: &str) -> Result<Vec<f32>> {
     let (s, v) = src.get(name).ok_or_else(|| crate::Error::format(file, name, "missing tensor"))?;
