@@ -308,6 +308,9 @@ impl Trainable {
                 let (ni, no) = (w.n_in, w.n_out);
                 let prefix = format!("blk.{l}.{}", kind.gguf_name());
                 let (src, hy) = (&native.tensors, &native.hyper);
+                if src.contains_key(&format!("{prefix}.lora_bias")) {
+                    return Err(Error::format(file, format!("{prefix}.lora_bias"), "an output bias (PEFT's lora_bias) is not trainable; train without it"));
+                }
                 let term = match spec.method {
                     Method::Lora | Method::FfaLora => LoraLayer::load(&prefix, src, hy, ni, no, file)?.to_term(),
                     Method::Vera => VeraLayer::load_with(vera_shared.clone().expect("loaded above"), &prefix, src, ni, no, file)?.to_term(),
