@@ -4,7 +4,9 @@
 //! resume, memory planning); [`trainable`] holds what a method trains and maps term gradients onto
 //! it (VeRA, LoLDU, LoRA-XS, LoRA-SB, LoRA, FFA-LoRA, ALLoRA's scaling).
 //! [`backprop`] is the loss and adapter gradients of a sequence through the whole model (optional
-//! activation checkpointing); [`matmul`] the frozen base's products over dequantized panels;
+//! activation checkpointing); [`matmul`] the frozen base's products over dequantized panels (f32
+//! numerics); [`packed`] the base and VeRA's shared projections packed for int8 products (int8
+//! numerics, the default on AVX-512 VNNI);
 //! [`adapter_grad`] the forward/backward of the trainable adapter terms (low-rank, VeRA).
 //! [`data`] reads and packs training records (text, JSONL, chat).
 //! [`optim`] is AdamW with warm-up, cosine decay and clipping.
