@@ -179,3 +179,34 @@ fn pack_refuses_columns_past_the_matrix() {
     let mut p = PackedMatrix::zeros(20, 1);
     k8.pack(&[0.0; 32 * 32], 32, 1, 20, 1, &mut p, 1, 0);
 }
+
+/// A sub-block (rows from `row0`, columns from a group of 16) through `gemm_raw` equals that part
+/// of the whole product, bit for bit (every output is computed alone, whatever the tiling).
+#[test]
+fn gemm_raw_computes_a_sub_block_of_the_product() {
+    let mut rng = Rng(21);
+    for isa in available_isas() {
+        let k8 = int8_kernels(isa).unwrap();
+        let (m, n, kb) = (9usize, 70usize, 3usize);
+        let a = rng.vec(m * kb * BLOCK, false);
+        let w = rng.vec(n * kb * BLOCK, false);
+        let mut q = QuantizedRows::default();
+        k8.quantize_rows(&a, kb * BLOCK, m, kb, &mut q);
+        let mut p = PackedMatrix::zeros(n, kb);
+        k8.pack(&w, kb * BLOCK, 1, n, kb, &mut p, 0, 0);
+        let mut full = vec![0f32; m * n];
+        k8.gemm(&q, &p, n, 0, kb, &mut full, n, false);
+        for &(row0, rows, c0, cols) in &[(0usize, 1usize, 0usize, 5usize), (1, 2, 16, 40), (5, 4, 48, 22), (8, 1, 64, 6)] {
+            let ldc = cols + 1;
+            let mut part = vec![7f32; rows * ldc];
+            // SAFETY: part holds rows × ldc floats, ldc >= cols, exclusively borrowed.
+            unsafe { k8.gemm_raw(&q, row0, rows, &p, c0, cols, 0, kb, part.as_mut_ptr(), ldc, false) };
+            for i in 0..rows {
+                for j in 0..cols {
+                    assert_eq!(part[i * ldc + j].to_bits(), full[(row0 + i) * n + c0 + j].to_bits(), "{isa:?} ({row0},{c0}) + ({i},{j})");
+                }
+                assert_eq!(part[i * ldc + cols], 7.0, "{isa:?}: column past the block written");
+            }
+        }
+    }
+}

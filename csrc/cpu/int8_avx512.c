@@ -38,17 +38,19 @@ void graft_int8_pack_avx512(const float *w, int64_t ld_n, int64_t ld_k, int64_t 
     graft_int8_pack_ref(w, ld_n, ld_k, n, kb, pw, sw, kb_ld);
 }
 
-/* R rows (1..4) × G groups of 16 columns (1 or 2); the last group's columns past `live` are not
- * stored (live = columns of the tile that exist, 1..16*G). */
+/* R rows (1..4) × G groups of 16 columns (1..4; R*G <= 8 keeps the accumulators in registers);
+ * the last group's columns past `live` are not stored (live = columns of the tile that exist,
+ * 1..16*G). Each group's int32 sums form one chain of `vpdpbusd`, so a lone row needs several
+ * groups to keep the multiplier busy. */
 static inline __attribute__((always_inline)) void tile(const int R, const int G, const int8_t *qa, int64_t lda,
                                                        const float *sa, const int32_t *sums, int64_t lds,
                                                        const uint8_t *pw, const float *sw, int64_t kb_ld, int64_t kb,
                                                        float *c, int64_t ldc, int32_t accumulate, int64_t live) {
-    __m512 f[4][2];
+    __m512 f[4][4];
     for (int r = 0; r < R; r++)
         for (int g = 0; g < G; g++) f[r][g] = _mm512_setzero_ps();
     for (int64_t b = 0; b < kb; b++) {
-        __m512i acc[4][2];
+        __m512i acc[4][4];
         for (int r = 0; r < R; r++) {
             /* The stored weights are qw + 128: start from -128 * sum(qa) so the sum comes out exact. */
             const __m512i corr = _mm512_set1_epi32(-128 * sums[r * lds + b]);
@@ -56,7 +58,7 @@ static inline __attribute__((always_inline)) void tile(const int R, const int G,
         }
         const uint8_t *p = pw + b * 512;
         for (int q = 0; q < 8; q++) {
-            __m512i wv[2];
+            __m512i wv[4];
             for (int g = 0; g < G; g++) wv[g] = _mm512_loadu_si512(p + g * kb_ld * 512 + q * 64);
             for (int r = 0; r < R; r++) {
                 int32_t a4;
@@ -65,7 +67,7 @@ static inline __attribute__((always_inline)) void tile(const int R, const int G,
                 for (int g = 0; g < G; g++) acc[r][g] = _mm512_dpbusd_epi32(acc[r][g], wv[g], av);
             }
         }
-        __m512 ws[2];
+        __m512 ws[4];
         for (int g = 0; g < G; g++) ws[g] = _mm512_loadu_ps(sw + (g * kb_ld + b) * 16);
         for (int r = 0; r < R; r++) {
             const __m512 s = _mm512_set1_ps(sa[r * lds + b]);
@@ -92,16 +94,23 @@ static inline __attribute__((always_inline)) void tile(const int R, const int G,
 void graft_int8_gemm_avx512(const int8_t *qa, int64_t lda, const float *sa, const int32_t *sums, int64_t lds, int64_t m,
                             const uint8_t *pw, const float *sw, int64_t kb_ld, int64_t n, int64_t kb, float *c,
                             int64_t ldc, int32_t accumulate) {
-    for (int64_t j = 0; j < n; j += 32) {
+    /* Rows in fours against 32 columns at a time. */
+    const int64_t m4 = m - m % 4;
+    for (int64_t j = 0; j < n && m4 > 0; j += 32) {
         const int64_t live = n - j < 32 ? n - j : 32;
-        if (live > 16) {
-            int64_t i = 0;
-            for (; i + 4 <= m; i += 4) TILE(4, 2);
-            for (; i < m; i++) TILE(1, 2);
-        } else {
-            int64_t i = 0;
-            for (; i + 4 <= m; i += 4) TILE(4, 1);
-            for (; i < m; i++) TILE(1, 1);
+        for (int64_t i = 0; i < m4; i += 4) {
+            if (live > 16) TILE(4, 2);
+            else TILE(4, 1);
+        }
+    }
+    /* The remaining rows (decode: the only one) one at a time against 64 columns: four chains. */
+    for (int64_t i = m4; i < m; i++) {
+        for (int64_t j = 0; j < n; j += 64) {
+            const int64_t live = n - j < 64 ? n - j : 64;
+            if (live > 48) TILE(1, 4);
+            else if (live > 32) TILE(1, 3);
+            else if (live > 16) TILE(1, 2);
+            else TILE(1, 1);
         }
     }
 }

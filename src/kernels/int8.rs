@@ -116,7 +116,7 @@ impl QuantizedRows {
 
 /// A matrix of `n` columns, each `kb` blocks of 32 values, rounded to int8 and packed for
 /// [`Int8Kernels::gemm`] (the layout of `csrc/kernels_int8.h`).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PackedMatrix {
     n: usize,
     kb: usize,
@@ -219,27 +219,50 @@ impl Int8Kernels {
         if m == 0 || n == 0 {
             return;
         }
-        assert!(n <= w.n, "int8 gemm: {n} columns outside W ({})", w.n);
-        assert!(b0 + kb <= a.kb && b0 + kb <= w.kb, "int8 gemm: blocks {b0}..{} outside A ({}) or W ({})", b0 + kb, a.kb, w.kb);
         assert!(ldc >= n && (m - 1) * ldc + n <= c.len(), "int8 gemm: c holds {} floats, {m} rows of {n} with stride {ldc} need more", c.len());
-        // SAFETY: the kernel reads q[i*lda + 32*b0 ..] for i < m, the kb blocks from b0 (inside the
-        // m × a.kb*32 buffer as b0 + kb <= a.kb), scales/sums[i*lds + b0 + b], and packed blocks
-        // b0..b0+kb of the first ceil(n/16) groups (inside as n <= w.n, b0 + kb <= w.kb); it writes c[i*ldc + j],
-        // j < n, inside c by the assert and distinct as ldc >= n. c is exclusively borrowed.
+        // SAFETY: the assert puts c[i*ldc + j], i < m, j < n, inside c, which is exclusively borrowed.
+        unsafe { self.gemm_raw(a, 0, m, w, 0, n, b0, kb, c.as_mut_ptr(), ldc, accumulate) }
+    }
+
+    /// [`Int8Kernels::gemm`] for rows `row0 .. row0 + m` of `a` and columns `c0 .. c0 + n` of `w`
+    /// (`c0` a multiple of 16), through a raw output pointer: `c[i·ldc + j]` is output (row
+    /// `row0 + i`, column `c0 + j`), for callers whose threads write disjoint parts of one buffer.
+    ///
+    /// # Safety
+    /// `c` must be valid for reads and writes of `c[i·ldc + j]` for `i < m`, `j < n`, with
+    /// `ldc >= n`, and no other thread may access those elements during the call.
+    ///
+    /// # Panics
+    /// If the rows, columns or blocks are outside `a` or `w`, or `c0` is not a multiple of 16.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn gemm_raw(&self, a: &QuantizedRows, row0: usize, m: usize, w: &PackedMatrix, c0: usize, n: usize, b0: usize, kb: usize, c: *mut f32, ldc: usize, accumulate: bool) {
+        if m == 0 || n == 0 {
+            return;
+        }
+        assert!(row0 + m <= a.rows, "int8 gemm: rows {row0}..{} outside A ({})", row0 + m, a.rows);
+        assert!(c0 % 16 == 0 && c0 + n <= w.n, "int8 gemm: columns {c0}..{} outside W ({}) or not at a group of 16", c0 + n, w.n);
+        assert!(b0 + kb <= a.kb && b0 + kb <= w.kb, "int8 gemm: blocks {b0}..{} outside A ({}) or W ({})", b0 + kb, a.kb, w.kb);
+        assert!(ldc >= n, "int8 gemm: stride {ldc} under {n} columns");
+        let (lda, g0) = (a.kb * BLOCK, c0 / 16);
+        // SAFETY: the kernel reads q[(row0 + i)*lda + 32*b0 ..] for i < m, the kb blocks from b0
+        // (inside the a.rows × lda buffer by the asserts), scales/sums[(row0 + i)*a.kb + b0 + b],
+        // and packed blocks b0..b0+kb of groups g0..g0+ceil(n/16) (inside as c0 + n <= w.n and
+        // b0 + kb <= w.kb); it writes c[i*ldc + j], i < m, j < n, which the caller guarantees are
+        // valid and this call's alone.
         unsafe {
             (self.gemm)(
-                a.q.as_ptr().add(b0 * BLOCK),
-                c_size(a.kb * BLOCK),
-                a.scales.as_ptr().add(b0),
-                a.sums.as_ptr().add(b0),
+                a.q.as_ptr().add(row0 * lda + b0 * BLOCK),
+                c_size(lda),
+                a.scales.as_ptr().add(row0 * a.kb + b0),
+                a.sums.as_ptr().add(row0 * a.kb + b0),
                 c_size(a.kb),
                 c_size(m),
-                w.data.as_ptr().add(b0 * GROUP_BLOCK_BYTES),
-                w.scales.as_ptr().add(b0 * 16),
+                w.data.as_ptr().add((g0 * w.kb + b0) * GROUP_BLOCK_BYTES),
+                w.scales.as_ptr().add((g0 * w.kb + b0) * 16),
                 c_size(w.kb),
                 c_size(n),
                 c_size(kb),
-                c.as_mut_ptr(),
+                c,
                 c_size(ldc),
                 i32::from(accumulate),
             )
