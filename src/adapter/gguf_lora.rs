@@ -41,7 +41,7 @@ pub fn read(path: &Path) -> Result<NativeAdapter> {
         let (cols, rows) = (t.row_len(), t.n_rows());
         let data = g.tensor_data(t);
         if t.ty == QuantType::F32 && data.len() == cols * rows * 4 {
-            return Ok(data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect());
+            return Ok(super::graft_format::f32_from_le(data));
         }
         let mut out = vec![0f32; cols * rows];
         {
@@ -133,3 +133,4 @@ pub fn write(path: &Path, layers: &[(usize, LinearKind, LoraLayer)]) -> Result<(
     }
     w.write_to(path)
 }
+

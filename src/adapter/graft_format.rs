@@ -111,9 +111,27 @@ fn read_open(f: &SafeTensorsFile) -> Result<NativeAdapter> {
 /// Converts F32 / F16 / BF16 little-endian bytes to f32.
 pub fn to_f32(dtype: &str, b: &[u8]) -> std::result::Result<Vec<f32>, String> {
     match dtype {
-        "F32" => Ok(b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()),
+        "F32" => Ok(f32_from_le(b)),
         "F16" => Ok(b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()),
         "BF16" => Ok(b.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect()),
         d => Err(format!("dtype {d} is not supported (F32, F16, BF16)")),
+    }
+}
+
+/// Little-endian f32 bytes to floats: one copy on little-endian targets.
+pub fn f32_from_le(data: &[u8]) -> Vec<f32> {
+    let n = data.len() / 4;
+    if cfg!(target_endian = "little") {
+        let mut out = Vec::<f32>::with_capacity(n);
+        // SAFETY: out has capacity for n floats (4·n bytes), data holds at least 4·n bytes, the two
+        // do not overlap (out is fresh), and every bit pattern is a valid f32; on a little-endian
+        // target the bytes are the floats' own representation. set_len after the copy initialised them.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), out.as_mut_ptr().cast::<u8>(), 4 * n);
+            out.set_len(n);
+        }
+        out
+    } else {
+        data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
     }
 }

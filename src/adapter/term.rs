@@ -138,10 +138,15 @@ impl LowRank {
     pub fn from_a_b(r: usize, n_in: usize, n_out: usize, a: Vec<f32>, b: &[f32], scale: f32) -> LowRank {
         assert_eq!(a.len(), r * n_in, "A must be [r, n_in]");
         assert_eq!(b.len(), n_out * r, "B must be [n_out, r]");
-        // Row j of Bᵀ gathers column j of B (B is small enough to stay in cache); no zero-fill.
-        let mut bt = Vec::with_capacity(r * n_out);
-        for j in 0..r {
-            bt.extend(b[j..].iter().step_by(r).take(n_out));
+        // In tiles of 16 rows of B (in L1), each written as 16 consecutive floats of every Bᵀ row.
+        let mut bt = vec![0f32; r * n_out];
+        for o0 in (0..n_out).step_by(16) {
+            let o1 = (o0 + 16).min(n_out);
+            for j in 0..r {
+                for (d, o) in bt[j * n_out + o0..j * n_out + o1].iter_mut().zip(o0..o1) {
+                    *d = b[o * r + j];
+                }
+            }
         }
         LowRank { r, n_in, n_out, a, bt, scale }
     }
