@@ -46,7 +46,18 @@ pub fn f32s(v: &[f64]) -> Vec<f32> {
 }
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    // Eight partial sums in a fixed order (the compiler keeps them in vector lanes; a single
+    // running sum would wait on each addition): deterministic, as Rust never fuses or reorders
+    // floating-point operations by itself.
+    let mut acc = [0f64; 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f64 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ac.zip(bc) {
+        for k in 0..8 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
 /// A thin singular value decomposition `A ≈ U·diag(s)·Vᵀ` of a `[m, n]` matrix, with `k` triplets
@@ -247,24 +258,33 @@ pub fn svd_top(a: &[f64], m: usize, n: usize, r: usize, n_iter: usize, seed: u32
     let q = (r + 10).min(m.min(n));
     let mut rng = Mt19937::new(seed);
     let omega: Vec<Vec<f64>> = (0..q).map(|_| (0..n).map(|_| rng.normal()).collect()).collect();
+    // Both products pass over A once, a row at a time (the probes stay in cache), rather than once
+    // per probe; each output element is summed in the same order either way.
     let a_times = |cols: &[Vec<f64>]| -> Vec<Vec<f64>> {
-        cols.iter().map(|w| (0..m).map(|i| dot(&a[i * n..(i + 1) * n], w)).collect()).collect()
+        let mut out = vec![vec![0f64; m]; cols.len()];
+        for i in 0..m {
+            let row = &a[i * n..(i + 1) * n];
+            for (o, w) in out.iter_mut().zip(cols) {
+                o[i] = dot(row, w);
+            }
+        }
+        out
     };
     let at_times = |cols: &[Vec<f64>]| -> Vec<Vec<f64>> {
-        cols.iter()
-            .map(|y| {
-                let mut z = vec![0f64; n];
-                for (i, &yi) in y.iter().enumerate() {
-                    if yi == 0.0 {
-                        continue;
-                    }
-                    for (zv, &av) in z.iter_mut().zip(&a[i * n..(i + 1) * n]) {
-                        *zv += yi * av;
-                    }
+        let mut out = vec![vec![0f64; n]; cols.len()];
+        for i in 0..m {
+            let row = &a[i * n..(i + 1) * n];
+            for (z, y) in out.iter_mut().zip(cols) {
+                let yi = y[i];
+                if yi == 0.0 {
+                    continue;
                 }
-                z
-            })
-            .collect()
+                for (zv, &av) in z.iter_mut().zip(row) {
+                    *zv += yi * av;
+                }
+            }
+        }
+        out
     };
     let mut qm = a_times(&omega);
     orthonormalise(&mut qm);
