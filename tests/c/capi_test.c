@@ -583,6 +583,10 @@ static void test_train(graft_model *m) {
     EXPECT(graft_trainer_new(m, &o, &t), GRAFT_STATUS_ERR_INVALID_ARGUMENT);
     CHECK(last_error_contains("unknown method"));
     o.method = "vera";
+    o.numerics = "int4";
+    EXPECT(graft_trainer_new(m, &o, &t), GRAFT_STATUS_ERR_INVALID_ARGUMENT);
+    CHECK(last_error_contains("options->numerics"));
+    o.numerics = "f32";
     o.rank = 8;
     o.seq_len = 16;
     o.batch = 2;
