@@ -246,7 +246,8 @@ typedef struct graft_train_options {
   float clip_norm;
   // Seed of the initialisation and the data order. Default 0.
   uint64_t seed;
-  // Threads (0: the model's). Each runs whole sequences of a batch.
+  // Threads (0: the model's). Each runs whole sequences of a batch; threads beyond the batch's
+  // sequences (or the memory budget's) split the columns of the int8 products.
   uint32_t threads;
   // Bytes the run may take (0: no limit): activations are checkpointed, or fewer sequences run
   // at once, to fit; `GRAFT_STATUS_ERR_MEMORY_BUDGET` with the estimate if nothing fits.

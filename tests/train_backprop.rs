@@ -81,7 +81,7 @@ fn check(method: &str, r: usize) {
     assert!((l - sum / n as f64).abs() < 1e-4 * l, "{method}: training loss {l}, inference loss {}", sum / n as f64);
     // Activation checkpointing recomputes the same activations: identical loss and gradients.
     let mut ck = Grads::zeros_for(&ad).unwrap();
-    let r = sequence_pass(&model, &ad, &seq, &mut ck, PassOptions { checkpoint: true, grad_scale: 1.0 / n as f32, row_scales: None, packed: None }).unwrap();
+    let r = sequence_pass(&model, &ad, &seq, &mut ck, PassOptions { checkpoint: true, grad_scale: 1.0 / n as f32, row_scales: None, packed: None, product_threads: 1 }).unwrap();
     assert_eq!(r.n_targets, n);
     assert_eq!((r.loss_sum / n as f64) as f32, l as f32, "{method}: checkpointed loss");
     assert!(ck == grads, "{method}: checkpointed gradients differ");

@@ -47,6 +47,7 @@ fn cfg(steps: u64, lr: f32, threads: usize) -> TrainConfig {
         accum: 2,
         steps,
         threads,
+        sequences_at_once: 0,
         checkpoint_activations: false,
         optim: AdamWConfig { lr, total_steps: steps, warmup_steps: 1, min_lr_ratio: 0.1, weight_decay: 0.01, ..AdamWConfig::default() },
         seed: 5,
@@ -277,7 +278,14 @@ fn int8_numerics_learn_and_resume_exactly() {
         let mut second = Trainer::resume(model.clone(), s.clone(), c.clone(), data(8), Vec::new(), &ck).unwrap();
         losses.extend((0..4).map(|_| second.step().unwrap().loss));
         assert_eq!(losses, straight, "{method:?}: resumed int8 losses differ");
-        let e = Trainer::resume(model.clone(), s, cfg(7, 2e-2, 2), data(8), Vec::new(), &ck).err().expect("numerics mismatch refused").to_string();
+        let e = Trainer::resume(model.clone(), s.clone(), cfg(7, 2e-2, 2), data(8), Vec::new(), &ck).err().expect("numerics mismatch refused").to_string();
         assert!(e.contains("numerics"), "{e}");
+        // Threads beyond the batch's 3 sequences split the products' columns: the same losses.
+        let run = |threads: usize| -> Vec<f64> {
+            let c = TrainConfig { numerics: Int8, ..cfg(4, 2e-2, threads) };
+            let mut tr = Trainer::new(model.clone(), trainable_with(&model, s.clone()), c, data(8), Vec::new()).unwrap();
+            (0..4).map(|_| tr.step().unwrap().loss).collect()
+        };
+        assert_eq!(run(3), run(7), "{method:?}: 7 threads for 3 sequences");
     }
 }

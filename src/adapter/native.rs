@@ -180,13 +180,9 @@ impl NativeAdapter {
         if tg.is_empty() {
             return Err(Error::format(file, "tensors", "no adapted layer"));
         }
-        let vera_shared = if self.method != "vera" {
-            None
-        } else if self.tensors.contains_key("shared.vera_A") || !self.hyper.contains_key("projection_prng_key") {
-            Some(Arc::new(VeraShared::load(&self.tensors, file)?))
-        } else {
-            // Not saved (PEFT's save_projection=False): regenerate from the key, over the widest
-            // input and output of the targeted layers, as PEFT does.
+        // Shared projections not saved (PEFT's save_projection=False) are regenerated from the key,
+        // the rank, and the widest input and output of the targeted layers: (key, r, max_in, max_out).
+        let regen = || -> Result<(u64, usize, usize, usize)> {
             let key: u64 = super::methods::hyper_get(&self.hyper, "projection_prng_key", file)?;
             let r: usize = super::methods::hyper_get(&self.hyper, "r", file)?;
             let (mut max_in, mut max_out) = (0, 0);
@@ -196,6 +192,15 @@ impl NativeAdapter {
                     max_out = max_out.max(b.linear(kind).n_out);
                 }
             }
+            Ok((key, r, max_in, max_out))
+        };
+        let vera_shared = if self.method != "vera" {
+            None
+        } else if self.tensors.contains_key("shared.vera_A") || !self.hyper.contains_key("projection_prng_key") {
+            Some(Arc::new(VeraShared::load(&self.tensors, file)?))
+        } else {
+            // As PEFT does.
+            let (key, r, max_in, max_out) = regen()?;
             if r == 0 || r > 65536 {
                 return Err(Error::format(file, "r", format!("VeRA rank {r}")));
             }
@@ -209,15 +214,7 @@ impl NativeAdapter {
             // Not saved (PEFT's save_projection=False): regenerate from the key over the element-wise
             // largest (n_out, n_in) of the targeted layers, as PEFT's `_find_dim`, in bf16 (PEFT's
             // format wherever `accelerate` reports bf16 support, which every current torch CPU does).
-            let key: u64 = super::methods::hyper_get(&self.hyper, "projection_prng_key", file)?;
-            let r: usize = super::methods::hyper_get(&self.hyper, "r", file)?;
-            let (mut max_in, mut max_out) = (0, 0);
-            for &(l, kind) in &tg {
-                if let Some(b) = model.weights.blocks.get(l) {
-                    max_in = max_in.max(b.linear(kind).n_in);
-                    max_out = max_out.max(b.linear(kind).n_out);
-                }
-            }
+            let (key, r, max_in, max_out) = regen()?;
             if r == 0 || r > max_in.min(max_out).max(1) {
                 return Err(Error::format(file, "r", format!("RandLoRA rank {r} for layers of at most {max_out}x{max_in}")));
             }

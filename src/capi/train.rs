@@ -59,7 +59,8 @@ pub struct graft_train_options {
     pub clip_norm: f32,
     /// Seed of the initialisation and the data order. Default 0.
     pub seed: u64,
-    /// Threads (0: the model's). Each runs whole sequences of a batch.
+    /// Threads (0: the model's). Each runs whole sequences of a batch; threads beyond the batch's
+    /// sequences (or the memory budget's) split the columns of the int8 products.
     pub threads: u32,
     /// Bytes the run may take (0: no limit): activations are checkpointed, or fewer sequences run
     /// at once, to fit; `GRAFT_STATUS_ERR_MEMORY_BUDGET` with the estimate if nothing fits.
@@ -204,7 +205,8 @@ pub unsafe extern "C" fn graft_trainer_new(model: *const super::model::graft_mod
             batch: o.batch as usize,
             accum: o.accum as usize,
             steps: o.steps,
-            threads: plan.threads,
+            threads,
+            sequences_at_once: plan.threads,
             checkpoint_activations: plan.checkpoint,
             optim: AdamWConfig { lr, weight_decay: o.weight_decay, warmup_steps: o.warmup_steps, total_steps: o.steps, min_lr_ratio: 0.1, clip_norm: o.clip_norm, ..AdamWConfig::default() },
             seed: o.seed,

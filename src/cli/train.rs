@@ -143,14 +143,15 @@ pub fn run(model: Arc<Model>, threads: usize, a: TrainArgs) -> Result<(), String
     // Memory plan.
     let numerics = TrainNumerics::parse(&a.train_numerics).ok_or_else(|| format!("--train-numerics {}: expected auto, int8 or f32", a.train_numerics))?;
     let plan = plan_memory(&model, &spec, a.seq, threads.min(a.batch), numerics, a.max_memory).map_err(|e| e.to_string())?;
-    let (ckpt, threads) = (plan.checkpoint || a.activation_checkpointing, plan.threads);
-    let est = memory_estimate(&model, &spec, a.seq, threads, ckpt, numerics);
+    let (ckpt, at_once) = (plan.checkpoint || a.activation_checkpointing, plan.threads);
+    let est = memory_estimate(&model, &spec, a.seq, at_once, ckpt, numerics);
     eprintln!(
-        "graft: {} r={} on {} projections/block, {} threads, activation checkpointing {}, {} base products, estimated peak {} MiB",
+        "graft: {} r={} on {} projections/block, {} threads ({} sequences at once), activation checkpointing {}, {} base products, estimated peak {} MiB",
         method.name(),
         rank,
         spec.targets.len(),
         threads,
+        at_once,
         if ckpt { "on" } else { "off" },
         numerics.name(),
         est >> 20
@@ -161,6 +162,7 @@ pub fn run(model: Arc<Model>, threads: usize, a: TrainArgs) -> Result<(), String
         accum: a.accum,
         steps: a.steps,
         threads,
+        sequences_at_once: at_once,
         checkpoint_activations: ckpt,
         optim: AdamWConfig { lr, weight_decay: a.weight_decay, warmup_steps: a.warmup, total_steps: a.steps, min_lr_ratio: a.min_lr_ratio, clip_norm: a.clip, ..AdamWConfig::default() },
         seed: a.seed,

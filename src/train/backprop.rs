@@ -122,12 +122,15 @@ pub struct PassOptions<'a> {
     pub row_scales: Option<&'a RowScales>,
     /// The base packed for 8-bit products: its projections run through them (`None`: f32).
     pub packed: Option<&'a PackedBase>,
+    /// Threads each 8-bit product splits its output columns among (1: the pass's own thread
+    /// only), for threads a batch's sequences leave free.
+    pub product_threads: usize,
 }
 
 impl PassOptions<'_> {
     /// No checkpointing, no row scales, gradient of `grad_scale · Σ losses`.
     pub fn plain(grad_scale: f32) -> PassOptions<'static> {
-        PassOptions { checkpoint: false, grad_scale, row_scales: None, packed: None }
+        PassOptions { checkpoint: false, grad_scale, row_scales: None, packed: None, product_threads: 1 }
     }
 }
 
@@ -201,6 +204,7 @@ struct Ctx<'a> {
     hook: Option<WeightGradHook<'a>>,
     row_scales: Option<&'a RowScales>,
     packed: Option<&'a PackedBase>,
+    product_threads: usize,
     model: &'a Model,
     ad: &'a Adapter,
     t: usize,
@@ -227,7 +231,7 @@ impl Ctx<'_> {
             let w = blk.linear(kind);
             let mut y = vec![0f32; t * w.n_out];
             match (self.packed_linear(l, kind), &xq) {
-                (Some((k8, pl)), Some(xq)) => pl.forward_q(k8, xq, &mut y),
+                (Some((k8, pl)), Some(xq)) => pl.forward_q(k8, xq, &mut y, self.product_threads),
                 _ => matmul::forward(w, self.model.bytes(w), x, t, &mut y)?,
             }
             match self.term(l, kind) {
@@ -244,7 +248,7 @@ impl Ctx<'_> {
                     if !save.us[g].iter().any(|(k, _)| *k == key) {
                         let mut u = vec![0f32; t * p.r];
                         match (pv, &xq) {
-                            (Some((k8, pv)), Some(xq)) => pv.down(k8, xq, &mut u),
+                            (Some((k8, pv)), Some(xq)) => pv.down(k8, xq, &mut u, self.product_threads),
                             _ => vera_down(x, t, w.n_in, p, &mut u),
                         }
                         save.us[g].push((key, u));
@@ -254,7 +258,7 @@ impl Ctx<'_> {
                     match pv {
                         Some((k8, pv)) => {
                             // w is recomputed in the backward pass (cheap in int8), not kept.
-                            pv.up(k8, u, t, &v.lambda_d, w.n_out, &mut wv);
+                            pv.up(k8, u, t, &v.lambda_d, w.n_out, &mut wv, self.product_threads);
                             vera_add_scaled(&wv, &v.lambda_b, &mut y);
                         }
                         None => {
@@ -296,7 +300,7 @@ impl Ctx<'_> {
                 h(l, kind, x, dy, t);
             }
             match self.packed_linear(l, kind) {
-                Some((k8, pl)) => pl.backward_dx(k8, dy, t, dx),
+                Some((k8, pl)) => pl.backward_dx(k8, dy, t, dx, self.product_threads),
                 None => matmul::backward_dx(w, self.model.bytes(w), dy, t, dx)?,
             }
             let ls = &save.lin[kind as usize];
@@ -321,11 +325,11 @@ impl Ctx<'_> {
                     match pv {
                         Some((k8, pv)) => {
                             let mut wv = vec![0f32; t * w.n_out];
-                            pv.up(k8, u, t, &v.lambda_d, w.n_out, &mut wv);
+                            pv.up(k8, u, t, &v.lambda_d, w.n_out, &mut wv, self.product_threads);
                             let gv = vera_grad_out(dy, &wv, &v.lambda_b, dlambda_b);
                             drop(wv);
                             let mut dv = vec![0f32; t * p.r];
-                            pv.back_up(k8, &gv, t, w.n_out, &mut dv);
+                            pv.back_up(k8, &gv, t, w.n_out, &mut dv, self.product_threads);
                             vera_grad_in(&dv, u, &v.lambda_d, dlambda_d, dz);
                         }
                         None => vera_backward_up(dy, u, &ls.ad, t, w.n_out, p, &v.lambda_d, &v.lambda_b, dz, dlambda_d, dlambda_b),
@@ -340,7 +344,7 @@ impl Ctx<'_> {
         for (key, dz) in &dzs {
             let (_, p, n_in, pv) = projs.iter().find(|(k, _, _, _)| k == key).expect("recorded with its dz");
             match pv {
-                Some((k8, pv)) => pv.back_down(k8, dz, t, *n_in, dx),
+                Some((k8, pv)) => pv.back_down(k8, dz, t, *n_in, dx, self.product_threads),
                 None => vera_backward_down(dz, t, *n_in, *p, dx),
             }
         }
@@ -455,6 +459,7 @@ pub fn sequence_pass_hooked(model: &Model, ad: &Adapter, seq: &Sequence, grads: 
         hook,
         row_scales: opts.row_scales,
         packed: opts.packed,
+        product_threads: opts.product_threads.max(1),
         model,
         ad,
         t,
@@ -501,12 +506,12 @@ pub fn sequence_pass_hooked(model: &Model, ad: &Adapter, seq: &Sequence, grads: 
         let lg = &mut logits[..rows * nv];
         let head = opts.packed.and_then(|p| p.output().map(|pl| (p.kernels(), pl)));
         match head {
-            Some((k8, pl)) => pl.forward(k8, &hf[r0 * d..(r0 + rows) * d], rows, lg),
+            Some((k8, pl)) => pl.forward(k8, &hf[r0 * d..(r0 + rows) * d], rows, lg, ctx.product_threads),
             None => matmul::forward(out_w, model.bytes(out_w), &hf[r0 * d..(r0 + rows) * d], rows, lg)?,
         }
         loss_sum += ops::cross_entropy_fused(lg, &seq.targets[r0..r0 + rows], opts.grad_scale);
         match head {
-            Some((k8, pl)) => pl.backward_dx(k8, lg, rows, &mut dhf[r0 * d..(r0 + rows) * d]),
+            Some((k8, pl)) => pl.backward_dx(k8, lg, rows, &mut dhf[r0 * d..(r0 + rows) * d], ctx.product_threads),
             None => matmul::backward_dx(out_w, model.bytes(out_w), lg, rows, &mut dhf[r0 * d..(r0 + rows) * d])?,
         }
     }

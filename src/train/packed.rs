@@ -12,6 +12,7 @@
 use crate::kernels::int8::{self, Int8Kernels, PackedMatrix, QuantizedRows, BLOCK};
 use crate::kernels::quant;
 use crate::model::{LinearKind, Model};
+use crate::pool::split;
 use crate::adapter::term::VeraShared;
 use crate::adapter::{Adapter, Term};
 use crate::model::Linear;
@@ -36,7 +37,7 @@ pub struct PackedLinear {
 }
 
 impl PackedLinear {
-    /// Packs `w` (rows `r0..` of the matrix in `bytes`) from its quantized form.
+    /// Packs `w` (its quantized rows in `bytes`), dequantizing [`PACK_ROWS`] rows at a time.
     fn build(k8: &Int8Kernels, w: &Linear, bytes: &[u8]) -> Result<PackedLinear> {
         let (ni, no, rb) = (w.n_in, w.n_out, w.row_bytes());
         let (kb_in, kb_out) = (ni / BLOCK, no / BLOCK);
@@ -62,21 +63,23 @@ impl PackedLinear {
         self.fwd.bytes() + self.bwd.bytes()
     }
 
-    /// `y = x·Wᵀ` for `t` rows (`x` `[t, n_in]`, `y` `[t, n_out]`, overwritten).
-    pub fn forward(&self, k8: &Int8Kernels, x: &[f32], t: usize, y: &mut [f32]) {
-        self.forward_q(k8, &quantize(k8, x, t, self.n_in), y);
+    /// `y = x·Wᵀ` for `t` rows (`x` `[t, n_in]`, `y` `[t, n_out]`, overwritten), the output
+    /// columns split among `threads` threads.
+    pub fn forward(&self, k8: &Int8Kernels, x: &[f32], t: usize, y: &mut [f32], threads: usize) {
+        self.forward_q(k8, &quantize(k8, x, t, self.n_in), y, threads);
     }
 
     /// [`PackedLinear::forward`] from `x` already quantized ([`quantize`]).
-    pub fn forward_q(&self, k8: &Int8Kernels, xq: &QuantizedRows, y: &mut [f32]) {
+    pub fn forward_q(&self, k8: &Int8Kernels, xq: &QuantizedRows, y: &mut [f32], threads: usize) {
         assert_eq!(xq.blocks() * BLOCK, self.n_in, "packed forward: input width");
-        k8.gemm(xq, &self.fwd, self.n_out, 0, self.n_in / BLOCK, y, self.n_out, false);
+        gemm_cols(k8, xq, &self.fwd, self.n_out, y, self.n_out, false, threads);
     }
 
-    /// `dx += dy·W` for `t` rows (`dy` `[t, n_out]`, `dx` `[t, n_in]`).
-    pub fn backward_dx(&self, k8: &Int8Kernels, dy: &[f32], t: usize, dx: &mut [f32]) {
+    /// `dx += dy·W` for `t` rows (`dy` `[t, n_out]`, `dx` `[t, n_in]`), the columns of `dx` split
+    /// among `threads` threads.
+    pub fn backward_dx(&self, k8: &Int8Kernels, dy: &[f32], t: usize, dx: &mut [f32], threads: usize) {
         let q = quantize(k8, dy, t, self.n_out);
-        gemm_chunked(k8, &q, &self.bwd, self.n_in, dx, self.n_in);
+        gemm_cols(k8, &q, &self.bwd, self.n_in, dx, self.n_in, true, threads);
     }
 }
 
@@ -88,11 +91,51 @@ pub fn quantize(k8: &Int8Kernels, x: &[f32], t: usize, width: usize) -> Quantize
     q
 }
 
-/// `c += a·Wᵀ` over the first `n` columns of `w`, a chunk of [`DX_CHUNK_BLOCKS`] blocks at a time.
-fn gemm_chunked(k8: &Int8Kernels, a: &QuantizedRows, w: &PackedMatrix, n: usize, c: &mut [f32], ldc: usize) {
-    let kb = a.blocks();
-    for b0 in (0..kb).step_by(DX_CHUNK_BLOCKS) {
-        k8.gemm(a, w, n, b0, DX_CHUNK_BLOCKS.min(kb - b0), c, ldc, true);
+/// `c (+)= a·Wᵀ` over the first `n` columns of `w` (`c` `[a.rows(), ldc]`), the summed blocks a
+/// chunk of [`DX_CHUNK_BLOCKS`] at a time (accumulating after the first), the columns split among
+/// `threads` scoped threads in ranges that start at groups of 16 (the calling thread takes the
+/// first). Every output is computed the same way whatever the split.
+#[allow(clippy::too_many_arguments)]
+fn gemm_cols(k8: &Int8Kernels, a: &QuantizedRows, w: &PackedMatrix, n: usize, c: &mut [f32], ldc: usize, accumulate: bool, threads: usize) {
+    let (m, kb) = (a.rows(), a.blocks());
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(ldc >= n && (m - 1) * ldc + n <= c.len(), "int8 product: output holds {} floats, {m} rows of {n} need more", c.len());
+    let cp = SendPtr(c.as_mut_ptr());
+    let run = |cols: std::ops::Range<usize>| {
+        for b0 in (0..kb).step_by(DX_CHUNK_BLOCKS) {
+            // SAFETY: rows 0..m × columns `cols` of c (inside it by the assert, ldc >= n); the
+            // ranges of the threads are disjoint, and c is borrowed mutably for the whole call.
+            unsafe { k8.gemm_raw(a, 0, m, w, cols.start, cols.len(), b0, DX_CHUNK_BLOCKS.min(kb - b0), cp.get().add(cols.start), ldc, accumulate || b0 > 0) };
+        }
+    };
+    let threads = threads.clamp(1, n.div_ceil(16));
+    if threads == 1 {
+        return run(0..n);
+    }
+    std::thread::scope(|sc| {
+        for tid in 1..threads {
+            let r = split(n, tid, threads, 16);
+            let run = &run;
+            sc.spawn(move || run(r));
+        }
+        run(split(n, 0, threads, 16));
+    });
+}
+
+/// A raw output pointer shared by threads that write disjoint parts of it.
+struct SendPtr(*mut f32);
+// SAFETY: used only by gemm_cols, whose threads write disjoint column ranges of a buffer that is
+// mutably borrowed for the whole scope.
+unsafe impl Send for SendPtr {}
+// SAFETY: as above.
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    /// The pointer (a method, so closures capture the whole `Sync` wrapper).
+    fn get(&self) -> *mut f32 {
+        self.0
     }
 }
 
@@ -130,27 +173,28 @@ impl PackedVera {
         Some(PackedVera { r, a_fwd, b_fwd, b_bwd, a_bwd })
     }
 
-    /// `u = x·Âᵀ` (`[t, r]`, overwritten) from the quantized input of width `n_in`.
-    pub fn down(&self, k8: &Int8Kernels, xq: &QuantizedRows, u: &mut [f32]) {
-        k8.gemm(xq, &self.a_fwd, self.r, 0, xq.blocks(), u, self.r, false);
+    /// `u = x·Âᵀ` (`[t, r]`, overwritten) from the quantized input of width `n_in`; each product
+    /// of [`PackedVera`] splits its output columns among `threads` threads.
+    pub fn down(&self, k8: &Int8Kernels, xq: &QuantizedRows, u: &mut [f32], threads: usize) {
+        gemm_cols(k8, xq, &self.a_fwd, self.r, u, self.r, false, threads);
     }
 
     /// `w = (λ_d ⊙ u)·B̂ᵀ` (`[t, n_out]`, overwritten).
-    pub fn up(&self, k8: &Int8Kernels, u: &[f32], t: usize, lambda_d: &[f32], n_out: usize, w: &mut [f32]) {
+    #[allow(clippy::too_many_arguments)]
+    pub fn up(&self, k8: &Int8Kernels, u: &[f32], t: usize, lambda_d: &[f32], n_out: usize, w: &mut [f32], threads: usize) {
         let ud: Vec<f32> = u.chunks_exact(self.r).flat_map(|row| row.iter().zip(lambda_d).map(|(a, b)| a * b)).collect();
         let q = quantize(k8, &ud, t, self.r);
-        k8.gemm(&q, &self.b_fwd, n_out, 0, self.r / BLOCK, w, n_out, false);
+        gemm_cols(k8, &q, &self.b_fwd, n_out, w, n_out, false, threads);
     }
 
     /// `dv = g·B̂` (`[t, r]`, overwritten) from `g` `[t, n_out]`.
-    pub fn back_up(&self, k8: &Int8Kernels, g: &[f32], t: usize, n_out: usize, dv: &mut [f32]) {
-        dv.fill(0.0);
-        gemm_chunked(k8, &quantize(k8, g, t, n_out), &self.b_bwd, self.r, dv, self.r);
+    pub fn back_up(&self, k8: &Int8Kernels, g: &[f32], t: usize, n_out: usize, dv: &mut [f32], threads: usize) {
+        gemm_cols(k8, &quantize(k8, g, t, n_out), &self.b_bwd, self.r, dv, self.r, false, threads);
     }
 
     /// `dx += dz·Â` (`dx` `[t, n_in]`) from `dz` `[t, r]`.
-    pub fn back_down(&self, k8: &Int8Kernels, dz: &[f32], t: usize, n_in: usize, dx: &mut [f32]) {
-        gemm_chunked(k8, &quantize(k8, dz, t, self.r), &self.a_bwd, n_in, dx, n_in);
+    pub fn back_down(&self, k8: &Int8Kernels, dz: &[f32], t: usize, n_in: usize, dx: &mut [f32], threads: usize) {
+        gemm_cols(k8, &quantize(k8, dz, t, self.r), &self.a_bwd, n_in, dx, n_in, true, threads);
     }
 }
 

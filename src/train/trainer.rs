@@ -38,8 +38,11 @@ pub struct TrainConfig {
     pub accum: usize,
     /// Optimizer steps.
     pub steps: u64,
-    /// Threads (each runs whole sequences).
+    /// Threads: each runs whole sequences of a batch; threads the sequences leave free (more
+    /// threads than sequences at once) split the columns of the 8-bit products.
     pub threads: usize,
+    /// Most sequences in flight at once (0: as many as threads), e.g. to fit a memory budget.
+    pub sequences_at_once: usize,
     /// Recompute each block's activations in the backward pass instead of keeping them.
     pub checkpoint_activations: bool,
     /// AdamW and its schedule.
@@ -267,7 +270,7 @@ pub fn lora_sb_gradients(model: &Model, targets: &[LinearKind], batches: &[&[Seq
                     sc.spawn(move || -> Result<()> {
                         let mut g = Grads::zeros_for(empty)?;
                         for s in ch {
-                            super::backprop::sequence_pass_hooked(model, empty, s, &mut g, PassOptions { checkpoint: true, grad_scale: scale, row_scales: None, packed: None }, Some(hook))?;
+                            super::backprop::sequence_pass_hooked(model, empty, s, &mut g, PassOptions { checkpoint: true, grad_scale: scale, row_scales: None, packed: None, product_threads: 1 }, Some(hook))?;
                         }
                         Ok(())
                     })
@@ -363,9 +366,12 @@ impl Trainer {
 
     /// Loss and summed gradients of the sequences `idx`, spread over the threads.
     fn batch_grads(&self, idx: &[usize], scale: f32, row_scales: Option<&RowScales>, total: &mut Grads) -> Result<f64> {
-        let threads = self.cfg.threads.min(idx.len()).max(1);
+        let at_once = if self.cfg.sequences_at_once == 0 { self.cfg.threads } else { self.cfg.sequences_at_once.min(self.cfg.threads) };
+        let threads = at_once.min(idx.len()).max(1);
         let ad = &self.trainable.adapter;
-        let opts = PassOptions { checkpoint: self.cfg.checkpoint_activations, grad_scale: scale, row_scales, packed: self.packed.as_ref() };
+        // Threads the sequences leave free split the 8-bit products' columns.
+        let product_threads = (self.cfg.threads / threads).max(1);
+        let opts = PassOptions { checkpoint: self.cfg.checkpoint_activations, grad_scale: scale, row_scales, packed: self.packed.as_ref(), product_threads };
         let results: Vec<Result<(f64, Grads)>> = std::thread::scope(|sc| {
             let hs: Vec<_> = (0..threads)
                 .map(|ti| {
