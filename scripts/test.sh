@@ -28,7 +28,7 @@ if command -v aarch64-linux-gnu-gcc >/dev/null && command -v qemu-aarch64 >/dev/
     tmp=$(mktemp -d)
     aarch64-linux-gnu-gcc -O2 -std=c11 -Wall -Werror -march=armv8.2-a+dotprod+fp16 -Icsrc tests/c/neon_check.c \
         csrc/cpu/ops_neon.c csrc/cpu/ops_ref.c csrc/cpu/quant_ref.c csrc/cpu/quant_neon.c \
-        csrc/cpu/adapter_ref.c csrc/cpu/adapter_neon.c -lm -static -o "$tmp/neon_check"
+        csrc/cpu/adapter_ref.c csrc/cpu/adapter_neon.c csrc/cpu/int8_ref.c csrc/cpu/int8_neon.c -lm -static -o "$tmp/neon_check"
     qemu-aarch64 "$tmp/neon_check"
     rm -rf "$tmp"
 else

@@ -2,6 +2,9 @@
 //! blocks of 32 along the summed dimension, multiplied with exact int32 block sums. Training's
 //! frozen base uses them (`src/train/packed.rs`) where the CPU multiplies bytes fast
 //! ([`Int8Kernels::fast`]: AVX-512 VNNI, 64 multiply-adds an instruction against 16 for f32).
+//! Variants: the scalar reference, AVX-512 VNNI, and NEON with the dot-product extension (checked
+//! against the reference under qemu; its speed is unmeasured, so it is not `fast` yet); the AVX2
+//! entries run the reference.
 //!
 //! Weights are packed once into [`PackedMatrix`] (columns in groups of 16, four bytes of K per
 //! column side by side, the layout `vpdpbusd` reads); activations are quantized per call into

@@ -151,6 +151,64 @@ static int adapter_q8_checks(void) {
     return checks;
 }
 
+/* The 8-bit products: quantization bit for bit with the reference; products within 1e-5 of the
+ * sum of the block terms' magnitudes of the reference (tests/int8_kernels.rs), over odd row and
+ * column counts, block ranges and accumulation, nothing written past the columns. */
+static int int8_checks(void) {
+    static const int64_t ms[] = {1, 3, 4, 5, 9}, ns[] = {1, 15, 16, 17, 33, 70}, kbs[] = {1, 2, 18};
+    int checks = 0;
+    for (size_t im = 0; im < 5; im++)
+        for (size_t in = 0; in < 6; in++)
+            for (size_t ik = 0; ik < 3; ik++) {
+                const int64_t m = ms[im], n = ns[in], kb = kbs[ik], k = kb * 32, ldc = n + 3;
+                float *x = malloc(m * k * sizeof *x), *w = malloc(n * k * sizeof *w);
+                for (int64_t i = 0; i < m * k; i++) x[i] = frand() * (1 + i % 5);
+                for (int64_t i = 0; i < n * k; i++) w[i] = frand();
+                if (kb > 1) for (int64_t i = 32; i < 64 && i < k; i++) x[i] = 0.0f; /* an all-zero block */
+                int8_t *q1 = malloc(m * k), *q2 = malloc(m * k);
+                float *s1 = malloc(m * kb * sizeof *s1), *s2 = malloc(m * kb * sizeof *s2);
+                int32_t *u1 = malloc(m * kb * sizeof *u1), *u2 = malloc(m * kb * sizeof *u2);
+                graft_int8_quantize_rows_ref(x, k, m, kb, q1, k, s1, u1, kb);
+                graft_int8_quantize_rows_neon(x, k, m, kb, q2, k, s2, u2, kb);
+                if (memcmp(q1, q2, m * k) || memcmp(s1, s2, m * kb * sizeof *s1) || memcmp(u1, u2, m * kb * sizeof *u1)) {
+                    printf("FAIL int8 quantize m=%lld kb=%lld\n", (long long)m, (long long)kb);
+                    failures++;
+                }
+                checks++;
+                const int64_t groups = (n + 15) / 16;
+                uint8_t *pw = malloc(groups * kb * 512);
+                float *sw = malloc(groups * kb * 16 * sizeof *sw);
+                graft_int8_pack_neon(w, k, 1, n, kb, pw, sw, kb);
+                float *ca = malloc(m * ldc * sizeof *ca), *cb = malloc(m * ldc * sizeof *cb);
+                for (int acc = 0; acc < 2; acc++) {
+                    const int64_t b0 = kb / 2, nb = kb - kb / 2;
+                    for (int64_t i = 0; i < m * ldc; i++) ca[i] = cb[i] = 0.25f;
+                    graft_int8_gemm_ref(q1 + b0 * 32, k, s1 + b0, u1 + b0, kb, m, pw + b0 * 512, sw + b0 * 16, kb, n, nb, ca, ldc, acc);
+                    graft_int8_gemm_neon(q1 + b0 * 32, k, s1 + b0, u1 + b0, kb, m, pw + b0 * 512, sw + b0 * 16, kb, n, nb, cb, ldc, acc);
+                    int bad = 0;
+                    for (int64_t i = 0; i < m && !bad; i++) {
+                        for (int64_t j = 0; j < n; j++) {
+                            double bound = 0;
+                            for (int64_t b = b0; b < kb; b++) {
+                                int64_t dot = 0;
+                                for (int e = 0; e < 32; e++) {
+                                    const int64_t kk = b * 32 + e;
+                                    dot += (int64_t)q1[i * k + kk] * ((int)pw[((j / 16) * kb + b) * 512 + (e / 4) * 64 + (j % 16) * 4 + e % 4] - 128);
+                                }
+                                bound += fabs((double)dot * s1[i * kb + b] * sw[((j / 16) * kb + b) * 16 + j % 16]);
+                            }
+                            if (fabs((double)cb[i * ldc + j] - ca[i * ldc + j]) > 2e-5 * bound + 1e-6) bad = 1;
+                        }
+                        for (int64_t j = n; j < ldc; j++) if (cb[i * ldc + j] != 0.25f) bad = 1;
+                    }
+                    if (bad) { printf("FAIL int8 gemm m=%lld n=%lld kb=%lld acc=%d\n", (long long)m, (long long)n, (long long)kb, acc); failures++; }
+                    checks++;
+                }
+                free(x); free(w); free(q1); free(q2); free(s1); free(s2); free(u1); free(u2); free(pw); free(sw); free(ca); free(cb);
+            }
+    return checks;
+}
+
 int main(void) {
     const int64_t sizes[] = {1, 3, 7, 8, 17, 33, 64, 129, 576, 1537};
     static float x[2048], w[2048], a[2048], b[2048];
@@ -237,6 +295,7 @@ int main(void) {
     }
     checks += adapter_checks();
     checks += adapter_q8_checks();
+    checks += int8_checks();
     printf("%d passed, %d failed\n", checks - failures, failures);
     return failures != 0;
 }
