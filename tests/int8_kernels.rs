@@ -210,3 +210,29 @@ fn gemm_raw_computes_a_sub_block_of_the_product() {
         }
     }
 }
+
+/// Every ISA packs a matrix and its transpose (and a strided view neither) bit for bit as the
+/// reference does, zero blocks and a partial last group included.
+#[test]
+fn packing_is_bit_exact_with_the_reference_on_every_isa() {
+    let mut rng = Rng(33);
+    let reference = int8_kernels(Isa::Ref).unwrap();
+    for &(n, kb) in &[(1usize, 1usize), (16, 2), (21, 3), (40, 1), (70, 2)] {
+        let k = kb * BLOCK;
+        let mut w = rng.vec(n * k, false);
+        w[..BLOCK].fill(0.0); // column 0's first block all zero
+        let wt: Vec<f32> = (0..k * n).map(|i| w[(i % n) * k + i / n]).collect(); // [k][n]
+        // (label, data, ld_n, ld_k)
+        let wide: Vec<f32> = (0..k * 2 * n).map(|i| if i % 2 == 0 { wt[i / 2] } else { 9.0 }).collect(); // [k][2n], every other column
+        let views: [(&str, &[f32], usize, usize); 3] = [("rows", &w, k, 1), ("transposed", &wt, 1, n), ("strided", &wide, 2, 2 * n)];
+        for (label, data, ld_n, ld_k) in views {
+            let mut want = PackedMatrix::zeros(n, kb);
+            reference.pack(data, ld_n, ld_k, n, kb, &mut want, 0, 0);
+            for isa in available_isas() {
+                let mut got = PackedMatrix::zeros(n, kb);
+                int8_kernels(isa).unwrap().pack(data, ld_n, ld_k, n, kb, &mut got, 0, 0);
+                assert!(got == want, "{isa:?} {label} n={n} kb={kb}");
+            }
+        }
+    }
+}

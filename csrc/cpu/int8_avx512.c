@@ -3,8 +3,7 @@
  * The product keeps a 4-row × 32-column tile of C in registers: per block of 32 along K, 16
  * `vpdpbusd` (each 16 columns × 4 bytes) accumulate exact int32 dot products, which one convert
  * and one fused multiply-add by the two scales fold into f32 accumulators. The packed weights of
- * the tile's 32 columns (K bytes) stay in L1/L2 while every row of A passes them. Packing runs once
- * per weight (the reference's). */
+ * the tile's 32 columns (K bytes) stay in L1/L2 while every row of A passes them. */
 #include <immintrin.h>
 #include "kernels.h"
 
@@ -33,9 +32,64 @@ void graft_int8_quantize_rows_avx512(const float *x, int64_t ldx, int64_t m, int
             sa[i * lds + b] = quantize_block32(x + i * ldx + b * 32, qa + i * lda + b * 32, sums + i * lds + b);
 }
 
+/* Packing, bit for bit the reference's. Rows along K (ld_k == 1, the forward copy): each column's
+ * block quantized as an activation block, its eight 4-byte words stored 64 bytes apart. Columns
+ * side by side (ld_n == 1, the transposed copy): 16 columns per vector, the block's 32 values one
+ * vector each; the scale per lane, and four consecutive values of a lane packed into one 32-bit
+ * word, so each 64-byte store writes one [l][e] slab. Other strides: the reference. */
 void graft_int8_pack_avx512(const float *w, int64_t ld_n, int64_t ld_k, int64_t n, int64_t kb, uint8_t *pw, float *sw,
                             int64_t kb_ld) {
-    graft_int8_pack_ref(w, ld_n, ld_k, n, kb, pw, sw, kb_ld);
+    const int64_t groups = (n + 15) / 16;
+    if (ld_k == 1) {
+        for (int64_t g = 0; g < groups; g++)
+            for (int64_t b = 0; b < kb; b++) {
+                uint8_t *p = pw + (g * kb_ld + b) * 512;
+                float *s = sw + (g * kb_ld + b) * 16;
+                for (int l = 0; l < 16; l++) {
+                    const int64_t j = g * 16 + l;
+                    int8_t q[32] = {0};
+                    int32_t unused;
+                    s[l] = j < n ? quantize_block32(w + j * ld_n + b * 32, q, &unused) : 0.0f;
+                    for (int qq = 0; qq < 8; qq++) {
+                        uint32_t word;
+                        __builtin_memcpy(&word, q + 4 * qq, 4);
+                        word ^= 0x80808080u; /* q + 128 as unsigned bytes */
+                        __builtin_memcpy(p + qq * 64 + l * 4, &word, 4);
+                    }
+                }
+            }
+        return;
+    }
+    if (ld_n != 1) {
+        graft_int8_pack_ref(w, ld_n, ld_k, n, kb, pw, sw, kb_ld);
+        return;
+    }
+    for (int64_t g = 0; g < groups; g++) {
+        const int64_t cols = n - g * 16 < 16 ? n - g * 16 : 16;
+        const __mmask16 mk = cols >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << cols) - 1u);
+        for (int64_t b = 0; b < kb; b++) {
+            const float *src = w + g * 16 + b * 32 * ld_k;
+            __m512 v[32];
+            __m512 amax = _mm512_setzero_ps();
+            for (int e = 0; e < 32; e++) {
+                v[e] = _mm512_maskz_loadu_ps(mk, src + e * ld_k);
+                amax = _mm512_max_ps(amax, _mm512_abs_ps(v[e]));
+            }
+            const __mmask16 nz = _mm512_cmp_ps_mask(amax, _mm512_setzero_ps(), _CMP_NEQ_OQ);
+            /* Zero blocks (and absent columns): id 0, so q = 0; scale 0/127 = 0. */
+            const __m512 id = _mm512_maskz_div_ps(nz, _mm512_set1_ps(127.0f), amax);
+            _mm512_storeu_ps(sw + (g * kb_ld + b) * 16, _mm512_div_ps(amax, _mm512_set1_ps(127.0f)));
+            uint8_t *p = pw + (g * kb_ld + b) * 512;
+            for (int qq = 0; qq < 8; qq++) {
+                __m512i word = _mm512_setzero_si512();
+                for (int e = 0; e < 4; e++) {
+                    const __m512i qv = _mm512_cvt_roundps_epi32(_mm512_mul_ps(v[4 * qq + e], id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                    word = _mm512_or_si512(word, _mm512_slli_epi32(_mm512_and_si512(qv, _mm512_set1_epi32(0xff)), 8 * e));
+                }
+                _mm512_storeu_si512(p + qq * 64, _mm512_xor_si512(word, _mm512_set1_epi32((int)0x80808080u)));
+            }
+        }
+    }
 }
 
 /* R rows (1..4) × G groups of 16 columns (1..4; R*G <= 8 keeps the accumulators in registers);
