@@ -182,6 +182,23 @@ pub fn split(len: usize, tid: usize, n: usize, align: usize) -> std::ops::Range<
     start.min(len)..end.min(len)
 }
 
+/// A raw pointer that the threads of one parallel region (a [`Pool::run`] or a thread scope) use
+/// to write disjoint parts of one buffer.
+#[derive(Clone, Copy)]
+pub(crate) struct SharedMut<T>(pub(crate) *mut T);
+// SAFETY: only used inside parallel regions where each thread writes a disjoint index range
+// (stated at every use), and the buffer outlives the region.
+unsafe impl<T> Send for SharedMut<T> {}
+// SAFETY: as above.
+unsafe impl<T> Sync for SharedMut<T> {}
+
+impl<T> SharedMut<T> {
+    /// The pointer (a method, so that closures capture the whole `Sync` wrapper).
+    pub(crate) fn get(&self) -> *mut T {
+        self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

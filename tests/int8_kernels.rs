@@ -60,6 +60,7 @@ fn quantize_rows_follow_the_rule_on_every_isa() {
 }
 
 /// `c[i][j] = Σ_k a[i][k]·w[j][k]` computed from the int8 values in f64, and its error bound.
+#[allow(clippy::too_many_arguments)]
 fn exact(a: &[f32], lda: usize, m: usize, w: &[f32], n: usize, k: usize, b0: usize, kb: usize) -> (Vec<f64>, Vec<f64>) {
     let (mut want, mut bound) = (vec![0f64; m * n], vec![0f64; m * n]);
     for i in 0..m {

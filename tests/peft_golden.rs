@@ -242,9 +242,9 @@ fn lora_bias_export_and_merge() {
 fn a_lora_bias_adapter_is_not_trained_without_its_bias() {
     use graft::model::LinearKind;
     use graft::train::trainable::{Method, TrainSpec, Trainable};
-    let model = Model::load(&data().join("tiny-llama.gguf")).unwrap();
+    let model = Model::load(data().join("tiny-llama.gguf")).unwrap();
     let native = graft::adapter::peft::read(&data().join("lora_bias")).unwrap();
     let spec = TrainSpec { method: Method::Lora, rank: 4, alpha: 8.0, targets: LinearKind::ALL.to_vec(), seed: 0, vera_d_initial: 0.1, loldu_train_scale: false, sb_lr: 1e-4 };
-    let e = Trainable::from_native(&model, spec, &native).err().expect("a bias refused").to_string();
+    let e = Trainable::from_native(&model, spec, &native).expect_err("a bias refused").to_string();
     assert!(e.contains("lora_bias") && e.contains("not trainable"), "{e}");
 }

@@ -9,7 +9,7 @@ use super::weights::{Linear, LinearKind};
 use super::Model;
 use crate::kernels::int8::PackedMatrix;
 use crate::kernels::{ops, quant};
-use crate::pool::{split, Pool};
+use crate::pool::{split, Pool, SharedMut};
 use crate::quant::QuantType;
 use crate::{Error, Result};
 use half::f16;
@@ -61,21 +61,6 @@ pub struct SeqInput<'a> {
     pub cache: &'a mut KvCache,
     /// Which logits to return.
     pub logits: Logits,
-}
-
-/// A raw pointer that threads of one parallel region use to write disjoint parts of one buffer.
-#[derive(Clone, Copy)]
-struct SharedMut<T>(*mut T);
-// SAFETY: only used inside `Pool::run` regions where each thread writes a disjoint index range
-// (stated at every use), and the buffer outlives the region.
-unsafe impl<T> Send for SharedMut<T> {}
-unsafe impl<T> Sync for SharedMut<T> {}
-
-impl<T> SharedMut<T> {
-    /// The pointer (a method, so that closures capture the whole `Sync` wrapper).
-    fn get(&self) -> *mut T {
-        self.0
-    }
 }
 
 /// Scratch buffers of a forward call, kept between calls to avoid re-allocating.

@@ -199,6 +199,9 @@ fn vera_proj(sh: &crate::adapter::term::VeraShared) -> VeraProj<'_> {
 /// `Σ dyᵀ·x` needs (LoRA-SB's initialisation).
 pub type WeightGradHook<'h> = &'h (dyn Fn(usize, LinearKind, &[f32], &[f32], usize) + Sync);
 
+/// VeRA's packed projections with the kernels they were packed for.
+type PackedVeraRef<'a> = (&'static Int8Kernels, &'a PackedVera);
+
 /// The shapes and helpers one pass shares.
 struct Ctx<'a> {
     hook: Option<WeightGradHook<'a>>,
@@ -281,7 +284,7 @@ impl Ctx<'_> {
 
     /// The packed VeRA projections `key` for projection `kind` of block `l`: only where that
     /// projection itself is packed (so its widths are whole blocks).
-    fn packed_vera(&self, l: usize, kind: LinearKind, key: usize) -> Option<(&'static Int8Kernels, &PackedVera)> {
+    fn packed_vera(&self, l: usize, kind: LinearKind, key: usize) -> Option<PackedVeraRef<'_>> {
         self.packed_linear(l, kind)?;
         self.packed.and_then(|p| p.vera(key).map(|pv| (p.kernels(), pv)))
     }
@@ -293,7 +296,7 @@ impl Ctx<'_> {
         let t = self.t;
         let x = save.group_input(g);
         let mut dzs: Vec<(usize, Vec<f32>)> = save.us[g].iter().map(|(k, u)| (*k, vec![0f32; u.len()])).collect();
-        let mut projs: Vec<(usize, VeraProj, usize, Option<(&'static Int8Kernels, &PackedVera)>)> = Vec::new();
+        let mut projs: Vec<(usize, VeraProj, usize, Option<PackedVeraRef>)> = Vec::new();
         for (&kind, dy) in GROUPS[g].iter().zip(dys) {
             let w = blk.linear(kind);
             if let Some(h) = self.hook {

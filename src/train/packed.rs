@@ -12,7 +12,7 @@
 use crate::kernels::int8::{self, Int8Kernels, PackedMatrix, QuantizedRows, BLOCK};
 use crate::kernels::quant;
 use crate::model::{LinearKind, Model};
-use crate::pool::split;
+use crate::pool::{split, SharedMut};
 use crate::adapter::term::VeraShared;
 use crate::adapter::{Adapter, Term};
 use crate::model::Linear;
@@ -20,9 +20,10 @@ use crate::Result;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Blocks of the summed dimension one backward call covers at a time, so a 32-column slice of
-/// the packed transpose (`32 · 64 · 32` bytes = 64 KiB) stays in L2 while the rows pass it.
-const DX_CHUNK_BLOCKS: usize = 64;
+/// Blocks of the summed dimension one kernel call covers at a time, so a 32-column slice of a
+/// packed matrix (`32 · 64 · 32` bytes = 64 KiB) stays in L2 while the rows pass it (the
+/// transposed vocabulary head sums 1536 blocks; the projections at most 48, one call).
+const CHUNK_BLOCKS: usize = 64;
 /// Rows of a large matrix (the vocabulary head) dequantized at a time while packing.
 const PACK_ROWS: usize = 1024;
 
@@ -92,7 +93,7 @@ pub fn quantize(k8: &Int8Kernels, x: &[f32], t: usize, width: usize) -> Quantize
 }
 
 /// `c (+)= a·Wᵀ` over the first `n` columns of `w` (`c` `[a.rows(), ldc]`), the summed blocks a
-/// chunk of [`DX_CHUNK_BLOCKS`] at a time (accumulating after the first), the columns split among
+/// chunk of [`CHUNK_BLOCKS`] at a time (accumulating after the first), the columns split among
 /// `threads` scoped threads in ranges that start at groups of 16 (the calling thread takes the
 /// first). Every output is computed the same way whatever the split.
 #[allow(clippy::too_many_arguments)]
@@ -102,12 +103,12 @@ fn gemm_cols(k8: &Int8Kernels, a: &QuantizedRows, w: &PackedMatrix, n: usize, c:
         return;
     }
     assert!(ldc >= n && (m - 1) * ldc + n <= c.len(), "int8 product: output holds {} floats, {m} rows of {n} need more", c.len());
-    let cp = SendPtr(c.as_mut_ptr());
+    let cp = SharedMut(c.as_mut_ptr());
     let run = |cols: std::ops::Range<usize>| {
-        for b0 in (0..kb).step_by(DX_CHUNK_BLOCKS) {
+        for b0 in (0..kb).step_by(CHUNK_BLOCKS) {
             // SAFETY: rows 0..m × columns `cols` of c (inside it by the assert, ldc >= n); the
             // ranges of the threads are disjoint, and c is borrowed mutably for the whole call.
-            unsafe { k8.gemm_raw(a, 0, m, w, cols.start, cols.len(), b0, DX_CHUNK_BLOCKS.min(kb - b0), cp.get().add(cols.start), ldc, accumulate || b0 > 0) };
+            unsafe { k8.gemm_raw(a, 0, m, w, cols.start, cols.len(), b0, CHUNK_BLOCKS.min(kb - b0), cp.get().add(cols.start), ldc, accumulate || b0 > 0) };
         }
     };
     let threads = threads.clamp(1, n.div_ceil(16));
@@ -122,21 +123,6 @@ fn gemm_cols(k8: &Int8Kernels, a: &QuantizedRows, w: &PackedMatrix, n: usize, c:
         }
         run(split(n, 0, threads, 16));
     });
-}
-
-/// A raw output pointer shared by threads that write disjoint parts of it.
-struct SendPtr(*mut f32);
-// SAFETY: used only by gemm_cols, whose threads write disjoint column ranges of a buffer that is
-// mutably borrowed for the whole scope.
-unsafe impl Send for SendPtr {}
-// SAFETY: as above.
-unsafe impl Sync for SendPtr {}
-
-impl SendPtr {
-    /// The pointer (a method, so closures capture the whole `Sync` wrapper).
-    fn get(&self) -> *mut f32 {
-        self.0
-    }
 }
 
 /// VeRA's frozen shared projections packed for the four products of its forward and backward
