@@ -11,7 +11,7 @@
 //!
 //! Matrices are f32, row-major; `B` is kept transposed (`Bᵀ`, `[r, n_out]`) so the up-projection
 //! streams rows of `Bᵀ` against a few values of `A·x`.
-use crate::kernels::int8::PackedMatrix;
+use crate::kernels::int8::{Int8Kernels, PackedMatrix};
 use std::sync::Arc;
 
 /// `y += scale · B·(A·x)`, with `A` `[r, n_in]` and `Bᵀ` `[r, n_out]`.
@@ -93,17 +93,25 @@ impl VeraShared {
         }
         let bt = crate::kernels::adapter::quantize_rows_q8_0(&self.bt, self.r, self.max_out);
         let k8 = crate::kernels::int8::selected();
-        let int8 = (k8.fast && self.r % 32 == 0 && self.max_in % 32 == 0).then(|| {
-            let (r, mi, mo) = (self.r, self.max_in, self.max_out);
-            let mut pa = PackedMatrix::zeros(r, mi / 32);
-            k8.pack(&self.a, mi, 1, r, mi / 32, &mut pa, 0, 0);
-            // bt is Bᵀ, [r, max_out]: B's element (o, j) is bt[j·max_out + o].
-            let mut pb = PackedMatrix::zeros(mo, r / 32);
-            k8.pack(&self.bt, 1, mo, mo, r / 32, &mut pb, 0, 0);
-            (pa, pb)
-        });
+        let int8 = if k8.fast { self.pack_int8(k8) } else { None };
         out.q8 = Some(Arc::new(VeraQ8 { a, bt, int8 }));
         out
+    }
+
+    /// `Â` and `B̂` packed for the int8 products of the forward pass: `Â` as `r` columns of
+    /// `max_in/32` blocks (for `Â·x`), `B̂` as `max_out` columns of `r/32` blocks (for
+    /// `B̂·(λ_d ⊙ u)`); `None` unless the rank and both widths are non-zero multiples of 32.
+    pub fn pack_int8(&self, k8: &Int8Kernels) -> Option<(PackedMatrix, PackedMatrix)> {
+        let (r, mi, mo) = (self.r, self.max_in, self.max_out);
+        if r == 0 || r % 32 != 0 || mi % 32 != 0 || mo % 32 != 0 {
+            return None;
+        }
+        let mut pa = PackedMatrix::zeros(r, mi / 32);
+        k8.pack(&self.a, mi, 1, r, mi / 32, &mut pa, 0, 0);
+        // bt is Bᵀ, [r, max_out]: B's element (o, j) is bt[j·max_out + o].
+        let mut pb = PackedMatrix::zeros(mo, r / 32);
+        k8.pack(&self.bt, 1, mo, mo, r / 32, &mut pb, 0, 0);
+        Some((pa, pb))
     }
 }
 

@@ -144,16 +144,11 @@ impl PackedVera {
     /// Packs `sh`, or `None` when its rank or widths are not multiples of 32.
     pub fn build(k8: &Int8Kernels, sh: &VeraShared) -> Option<PackedVera> {
         let (r, mi, mo) = (sh.r, sh.max_in, sh.max_out);
-        if r == 0 || r % BLOCK != 0 || mi % BLOCK != 0 || mo % BLOCK != 0 {
-            return None;
-        }
-        let mut a_fwd = PackedMatrix::zeros(r, mi / BLOCK);
-        k8.pack(&sh.a, mi, 1, r, mi / BLOCK, &mut a_fwd, 0, 0);
+        // The forward pair as inference packs it (None unless r and the widths are whole blocks).
+        let (a_fwd, b_fwd) = sh.pack_int8(k8)?;
         let mut a_bwd = PackedMatrix::zeros(mi, r / BLOCK);
         k8.pack(&sh.a, 1, mi, mi, r / BLOCK, &mut a_bwd, 0, 0);
-        // sh.bt is Bᵀ, [r, max_out]: B's element (o, j) is bt[j·max_out + o].
-        let mut b_fwd = PackedMatrix::zeros(mo, r / BLOCK);
-        k8.pack(&sh.bt, 1, mo, mo, r / BLOCK, &mut b_fwd, 0, 0);
+        // sh.bt is Bᵀ, [r, max_out]: B̂ᵀ's column j, element o, is bt[j·max_out + o].
         let mut b_bwd = PackedMatrix::zeros(r, mo / BLOCK);
         k8.pack(&sh.bt, mo, 1, r, mo / BLOCK, &mut b_bwd, 0, 0);
         Some(PackedVera { r, a_fwd, b_fwd, b_bwd, a_bwd })
