@@ -2,6 +2,8 @@
 //! Q8_0 rows) of every ISA against a plain f64 computation and against the scalar reference, over odd
 //! sizes, padded strides, column slices at odd offsets, with and without the scales; plus the no-op
 //! sizes and the length checks.
+mod common;
+use common::Rng;
 use graft::kernels::adapter::{adapter_kernels, quantize_rows_q8_0};
 use graft::kernels::{available_isas, Isa};
 use half::f16;
@@ -23,19 +25,6 @@ const MS: [usize; 5] = [1, 2, 3, 5, 17];
 const RS: [usize; 7] = [1, 3, 8, 16, 33, 256, 600];
 const NS: [usize; 5] = [1, 7, 31, 576, 1537];
 const NCOLS: [usize; 5] = [1, 5, 31, 192, 1000];
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.next() * scale).collect()
-    }
-}
 
 /// Checks `got[idx[i]]` against `want[i]` within `tol·bound[i]`.
 fn check(got: &[f32], idx: &[usize], want: &[f64], bound: &[f64], tol: f64, what: &str) -> Result<(), String> {
@@ -156,7 +145,7 @@ impl Up {
                 }
                 let g = s as f64 * oscale.as_ref().map_or(1.0, |v| v[off + c] as f64);
                 let yi = i * ldy + off + c;
-                y0[yi] = rng.next() * 4.0;
+                y0[yi] = rng.f32() * 4.0;
                 idx.push(yi);
                 want.push(y0[yi] as f64 + g * acc);
                 bound.push((y0[yi] as f64).abs() + g.abs() * b);
@@ -414,7 +403,7 @@ impl UpQ8 {
                 }
                 let g = s as f64 * oscale.as_ref().map_or(1.0, |v| v[c] as f64);
                 let yi = i * ldy + yoff + c;
-                y0[yi] = rng.next() * 4.0;
+                y0[yi] = rng.f32() * 4.0;
                 idx.push(yi);
                 want.push(y0[yi] as f64 + g * acc);
                 bound.push((y0[yi] as f64).abs() + g.abs() * b);

@@ -7,6 +7,8 @@
 //! GPU tests (`gpu_*`): each kernel against graft's CPU reference with a named tolerance. Where no
 //! GPU can be opened they print `SKIP: <reason>` and return. UNVERIFIED: they were written without
 //! a GPU and have never run on one; the first run on a GPU is their first test too.
+mod common;
+use common::Rng;
 use graft::cuda::{embedded_modules, ptx_entries, AttnDims, Cuda, Device, BUILT_WITH_CUDA, NOT_BUILT};
 use graft::kernels::{adapter::adapter_kernels, ops::op_kernels, quant::quant_kernels, Isa};
 use graft::quant::{QuantType, WEIGHT_TYPES};
@@ -129,24 +131,11 @@ fn gpu() -> Option<Cuda> {
     }
 }
 
-struct Rng(u64);
-impl Rng {
-    fn f32(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-    fn vec(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| self.f32()).collect()
-    }
-}
-
 /// `nrows` rows of `n` elements of `ty`: the gguf-py test blocks (tests/data/quant) repeated, so
 /// every format's real bit patterns; F32 rows are random.
 fn weights(ty: QuantType, n: usize, nrows: usize, rng: &mut Rng) -> Vec<u8> {
     if ty == QuantType::F32 {
-        return rng.vec(n * nrows).iter().flat_map(|v| v.to_le_bytes()).collect();
+        return rng.vec(n * nrows, 1.0).iter().flat_map(|v| v.to_le_bytes()).collect();
     }
     let blocks = std::fs::read(format!("{}/tests/data/quant/{}.blocks", env!("CARGO_MANIFEST_DIR"), ty.name())).unwrap();
     let len = ty.row_bytes(n).unwrap() * nrows;
@@ -199,7 +188,7 @@ fn gpu_matmul_and_dx_match_the_cpu_reference() {
             let mut rng = Rng(11 + n as u64);
             let w = weights(ty, n, nrows, &mut rng);
             let wf = dequant(ty, n, nrows, &w);
-            let x = rng.vec(m * n);
+            let x = rng.vec(m * n, 1.0);
             let mut want = vec![0f32; m * nrows];
             cpu.gemm_f32(ty, n, &w, nrows, &x, m, &mut want, nrows).unwrap();
             let (wd, xd) = (c.upload(&w).unwrap(), c.upload(&x).unwrap());
@@ -214,8 +203,8 @@ fn gpu_matmul_and_dx_match_the_cpu_reference() {
                 }
             }
             // dX += dY·W onto a non-zero dX.
-            let dy = rng.vec(m * nrows);
-            let dx0 = rng.vec(m * n);
+            let dy = rng.vec(m * nrows, 1.0);
+            let dx0 = rng.vec(m * n, 1.0);
             let mut want = dx0.clone();
             cpu.gemm_dx(ty, n, &w, nrows, &dy, nrows, m, &mut want, n).unwrap();
             let dyd = c.upload(&dy).unwrap();
@@ -250,7 +239,7 @@ fn gpu_rmsnorm_rope_silu_match_the_cpu() {
     let mut rng = Rng(3);
     // RMSNorm, 3 rows of 577.
     let (n, rows) = (577, 3);
-    let (x, w) = (rng.vec(n * rows), rng.vec(n));
+    let (x, w) = (rng.vec(n * rows, 1.0), rng.vec(n, 1.0));
     let mut want = vec![0f32; n * rows];
     let mut rstd = vec![0f32; rows];
     graft::train::ops::rmsnorm_forward(&x, &w, 1e-5, &mut want, &mut rstd);
@@ -265,7 +254,7 @@ fn gpu_rmsnorm_rope_silu_match_the_cpu() {
     let pos = [0i32, 1, 17, 3000];
     for neox in [false, true] {
         for inverse in [false, true] {
-            let x = rng.vec(t * nh * hd);
+            let x = rng.vec(t * nh * hd, 1.0);
             let mut want = x.clone();
             for (i, row) in want.chunks_exact_mut(nh * hd).enumerate() {
                 ops.rope(row, nh, hd, nrot, pos[i] as usize, 10000.0, neox, inverse);
@@ -278,7 +267,7 @@ fn gpu_rmsnorm_rope_silu_match_the_cpu() {
         }
     }
     // SiLU gate.
-    let (g, u) = (rng.vec(1000).iter().map(|v| v * 8.0).collect::<Vec<_>>(), rng.vec(1000));
+    let (g, u) = (rng.vec(1000, 1.0).iter().map(|v| v * 8.0).collect::<Vec<_>>(), rng.vec(1000, 1.0));
     let mut want = g.clone();
     ops.silu_gate(&mut want, &u);
     let mut gd = c.upload(&g).unwrap();
@@ -291,7 +280,7 @@ fn gpu_attention_matches_the_training_reference() {
     let Some(c) = gpu() else { return };
     for (nh, nkv, hd, t) in [(3, 1, 8, 7), (4, 2, 64, 33), (9, 3, 64, 300)] {
         let mut rng = Rng(5 + t as u64);
-        let (q, k, v) = (rng.vec(t * nh * hd), rng.vec(t * nkv * hd), rng.vec(t * nkv * hd));
+        let (q, k, v) = (rng.vec(t * nh * hd, 1.0), rng.vec(t * nkv * hd, 1.0), rng.vec(t * nkv * hd, 1.0));
         let shape = graft::train::ops::AttnShape { n_head: nh, n_head_kv: nkv, head_dim: hd };
         let mut probs = vec![0f32; nh * t * t];
         let mut out = vec![0f32; t * nh * hd];
@@ -314,7 +303,7 @@ fn gpu_argmax_adapters_cross_entropy_match_the_cpu() {
     let mut rng = Rng(9);
     // argmax: ties resolve to the first index, as graft::model::sampler::argmax.
     let (n, rows) = (49_152, 3);
-    let mut logits = rng.vec(n * rows);
+    let mut logits = rng.vec(n * rows, 1.0);
     logits[100] = 5.0;
     logits[40_000] = 5.0;
     logits[n + 7] = 9.0;
@@ -327,11 +316,11 @@ fn gpu_argmax_adapters_cross_entropy_match_the_cpu() {
     // Adapter down / up (LoRA and VeRA's scalings) against the reference C kernels.
     let ad = adapter_kernels(Isa::Ref).unwrap();
     let (m, r, nin, nout) = (5, 16, 576, 1536);
-    let (x, a, bt) = (rng.vec(m * nin), rng.vec(r * nin), rng.vec(r * nout));
-    let (ts, os) = (rng.vec(r), rng.vec(nout));
+    let (x, a, bt) = (rng.vec(m * nin, 1.0), rng.vec(r * nin, 1.0), rng.vec(r * nout, 1.0));
+    let (ts, os) = (rng.vec(r, 1.0), rng.vec(nout, 1.0));
     let mut t = vec![0f32; m * r];
     ad.down(&x, nin, m, &a, nin, r, nin, &mut t, r);
-    let y0 = rng.vec(m * nout);
+    let y0 = rng.vec(m * nout, 1.0);
     let mut want = y0.clone();
     ad.up(&t, r, m, r, Some(&ts), &bt, nout, nout, Some(&os), 0.5, &mut want, nout);
     let (xd, adev, btd) = (c.upload(&x).unwrap(), c.upload(&a).unwrap(), c.upload(&bt).unwrap());
@@ -344,7 +333,7 @@ fn gpu_argmax_adapters_cross_entropy_match_the_cpu() {
     close("adapter up", &c.download(&yd).unwrap(), &want, 1e-4);
     // Cross-entropy with a masked row.
     let (v, t) = (1000, 4);
-    let logits = rng.vec(v * t).iter().map(|x| x * 10.0).collect::<Vec<_>>();
+    let logits = rng.vec(v * t, 1.0).iter().map(|x| x * 10.0).collect::<Vec<_>>();
     let targets = [Some(3u32), None, Some(999), Some(0)];
     let mut want = vec![0f32; t];
     graft::train::ops::cross_entropy_forward(&logits, &targets, &mut want);

@@ -2,6 +2,8 @@
 //! against the documented rule, packing of a matrix and of its transpose, and the product against
 //! an exact computation from the int8 values (f64) and against the scalar reference, over odd
 //! sizes, block ranges, padded strides and accumulation.
+mod common;
+use common::Rng;
 use graft::kernels::int8::{int8_kernels, PackedMatrix, QuantizedRows, BLOCK};
 use graft::kernels::{available_isas, Isa};
 
@@ -10,22 +12,13 @@ use graft::kernels::{available_isas, Isa};
 /// the blocks' magnitudes leaves room while a wrong byte (≥ 1/127 of a block's size) is far out.
 const TOL_REL_SUM: f64 = 1e-5;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+/// Values with a spread of magnitudes (one block all zero when `zero_blocks`).
+fn values(rng: &mut Rng, n: usize, zero_blocks: bool) -> Vec<f32> {
+    let mut v: Vec<f32> = (0..n).map(|i| rng.f32() * (1.0 + (i % 7) as f32) * 0.3).collect();
+    if zero_blocks && n >= 2 * BLOCK {
+        v[BLOCK..2 * BLOCK].fill(0.0);
     }
-    /// Values with a spread of magnitudes (some blocks all zero when `zero_blocks`).
-    fn vec(&mut self, n: usize, zero_blocks: bool) -> Vec<f32> {
-        let mut v: Vec<f32> = (0..n).map(|i| self.next() * (1.0 + (i % 7) as f32) * 0.3).collect();
-        if zero_blocks && n >= 2 * BLOCK {
-            v[BLOCK..2 * BLOCK].fill(0.0);
-        }
-        v
-    }
+    v
 }
 
 /// The documented rule: s = amax/127, q = round_ties_even(x · (127/amax)).
@@ -44,7 +37,7 @@ fn quantize_rows_follow_the_rule_on_every_isa() {
     for isa in available_isas() {
         let k8 = int8_kernels(isa).unwrap();
         for (m, kb, ldx) in [(1, 1, 32), (3, 2, 70), (5, 18, 576), (2, 48, 1600)] {
-            let x = rng.vec(ldx * m, true);
+            let x = values(&mut rng, ldx * m, true);
             let mut q = QuantizedRows::default();
             k8.quantize_rows(&x, ldx, m, kb, &mut q);
             assert_eq!((q.rows(), q.blocks()), (m, kb));
@@ -84,8 +77,8 @@ fn gemm_matches_exact_int8_products_on_every_isa() {
     for &(m, n, kb) in &[(1usize, 1usize, 1usize), (3, 15, 2), (4, 16, 3), (5, 17, 1), (7, 33, 4), (9, 47, 18), (4, 64, 5), (13, 31, 2)] {
         let k = kb * BLOCK;
         let lda = k + 3;
-        let a = rng.vec(m * lda, true);
-        let w = rng.vec(n * k, true);
+        let a = values(&mut rng, m * lda, true);
+        let w = values(&mut rng, n * k, true);
         let ldc = n + 2;
         for &(b0, kbr) in &[(0, kb), (kb / 2, kb - kb / 2)] {
             if kbr == 0 {
@@ -138,7 +131,7 @@ fn packing_a_transpose_by_strides_equals_packing_the_transposed_copy() {
         let k8 = int8_kernels(isa).unwrap();
         // W is rows × cols; Wᵀ packed: columns = cols, K = rows.
         let (rows, cols) = (96usize, 40usize);
-        let w = rng.vec(rows * cols, false);
+        let w = values(&mut rng, rows * cols, false);
         let wt: Vec<f32> = (0..cols * rows).map(|i| w[(i % rows) * cols + i / rows]).collect();
         let kb = rows / BLOCK;
         let mut by_strides = PackedMatrix::zeros(cols, kb);
@@ -149,7 +142,7 @@ fn packing_a_transpose_by_strides_equals_packing_the_transposed_copy() {
         // And the copy in two column ranges (whole groups, then the rest).
         k8.pack(&wt, rows, 1, 32, kb, &mut copy, 0, 0);
         k8.pack(&wt[32 * rows..], rows, 1, cols - 32, kb, &mut copy, 2, 0);
-        let a = rng.vec(3 * rows, false);
+        let a = values(&mut rng, 3 * rows, false);
         let mut q = QuantizedRows::default();
         k8.quantize_rows(&a, rows, 3, kb, &mut q);
         let (mut c1, mut c2) = (vec![0f32; 3 * cols], vec![0f32; 3 * cols]);
@@ -189,8 +182,8 @@ fn gemm_raw_computes_a_sub_block_of_the_product() {
     for isa in available_isas() {
         let k8 = int8_kernels(isa).unwrap();
         let (m, n, kb) = (9usize, 70usize, 3usize);
-        let a = rng.vec(m * kb * BLOCK, false);
-        let w = rng.vec(n * kb * BLOCK, false);
+        let a = values(&mut rng, m * kb * BLOCK, false);
+        let w = values(&mut rng, n * kb * BLOCK, false);
         let mut q = QuantizedRows::default();
         k8.quantize_rows(&a, kb * BLOCK, m, kb, &mut q);
         let mut p = PackedMatrix::zeros(n, kb);
@@ -220,7 +213,7 @@ fn packing_is_bit_exact_with_the_reference_on_every_isa() {
     let reference = int8_kernels(Isa::Ref).unwrap();
     for &(n, kb) in &[(1usize, 1usize), (16, 2), (21, 3), (40, 1), (70, 2)] {
         let k = kb * BLOCK;
-        let mut w = rng.vec(n * k, false);
+        let mut w = values(&mut rng, n * k, false);
         w[..BLOCK].fill(0.0); // column 0's first block all zero
         let wt: Vec<f32> = (0..k * n).map(|i| w[(i % n) * k + i / n]).collect(); // [k][n]
         // (label, data, ld_n, ld_k)

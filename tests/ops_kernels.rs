@@ -1,5 +1,7 @@
 //! Every ISA variant of the op kernels against the scalar reference, over odd sizes, with a named
 //! tolerance per op; and the reference itself against f64 formulas.
+mod common;
+use common::Rng;
 use graft::kernels::{available_isas, ops::op_kernels, Isa};
 use half::f16;
 
@@ -12,19 +14,6 @@ const TOL_EXP: f32 = 4e-6;
 const TOL_DOT_F16: f32 = 1e-5;
 /// RoPE: identical sines and cosines, FMA instead of separate multiply-add.
 const TOL_ROPE: f32 = 2e-6;
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.next() * scale).collect()
-    }
-}
 
 fn close(a: &[f32], b: &[f32], tol: f32, what: &str) {
     assert_eq!(a.len(), b.len());
@@ -76,7 +65,7 @@ fn f16_conversion_reference_is_exact() {
         assert!(h.to_f32().to_bits() == v.to_bits() || (h.is_nan() && v.is_nan()), "{:#x}", h.to_bits());
     }
     let mut rng = Rng(3);
-    let mut xs: Vec<f32> = (0..100_000).map(|i| rng.next() * 10f32.powi((i % 14) - 9)).collect();
+    let mut xs: Vec<f32> = (0..100_000).map(|i| rng.f32() * 10f32.powi((i % 14) - 9)).collect();
     xs.extend([65504.0, 65519.0, 65520.0, 1e9, -1e9, 6e-8, 3e-8, 2.98e-8, 5.96e-8, 0.0, -0.0, f32::INFINITY]);
     let mut h = vec![f16::ZERO; xs.len()];
     r.f32_to_f16(&xs, &mut h);

@@ -1,6 +1,8 @@
 //! Quantized kernels: dequantization bit-exact with gguf-py (vectors made by
 //! scripts/make_quant_vectors.py), every ISA's products against the reference over odd sizes with a
 //! named tolerance per format, and the reference against f64 arithmetic on dequantized values.
+mod common;
+use common::Rng;
 use graft::kernels::quant::{quant_kernels, QuantKernels};
 use graft::kernels::{available_isas, Isa};
 use graft::quant::{QuantType, WEIGHT_TYPES};
@@ -24,19 +26,6 @@ fn dequantization_is_bit_exact_with_gguf_py() {
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
             assert_eq!(g.to_bits(), w.to_bits(), "{t}: element {i}: {g} vs gguf-py {w}");
         }
-    }
-}
-
-struct Rng(u64);
-impl Rng {
-    fn u64(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn f32(&mut self) -> f32 {
-        ((self.u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     }
 }
 

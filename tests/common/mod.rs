@@ -51,3 +51,26 @@ pub fn tiny_training_files(name: &str, seed: u64, text: &str) -> (PathBuf, PathB
     std::fs::write(&data, text).unwrap();
     (dir, model, data)
 }
+
+/// The kernel tests' deterministic value stream (xorshift64), seeded by the tuple field.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next raw 64-bit state.
+    pub fn u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A value in [-1, 1), from the state's top 24 bits.
+    pub fn f32(&mut self) -> f32 {
+        ((self.u64() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+
+    /// `n` values in [-scale, scale).
+    pub fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| self.f32() * scale).collect()
+    }
+}
