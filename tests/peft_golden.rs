@@ -174,6 +174,26 @@ fn edited(m: &str, edit: impl Fn(&mut serde_json::Value)) -> PathBuf {
     out
 }
 
+/// `fan_in_fan_out: true` on llama's `nn.Linear` projections: PEFT resets it to false and loads
+/// the tensors as they are, and so does graft (same logits bit for bit); a non-boolean is refused.
+#[test]
+fn fan_in_fan_out_on_linear_is_read_as_peft_reads_it() {
+    let model = Arc::new(Model::load(data().join("tiny-llama.gguf")).unwrap());
+    for m in ["lora", "vera", "randlora"] {
+        let reg = Registry::new(model.clone());
+        reg.load("plain", &data().join(m), 1.0).unwrap();
+        let dir = edited(m, |c| c["fan_in_fan_out"] = true.into());
+        reg.load("flagged", &dir, 1.0).unwrap();
+        let (a, b) = (logits(&model, reg.set(&[("plain", 1.0)]).unwrap()), logits(&model, reg.set(&[("flagged", 1.0)]).unwrap()));
+        assert_eq!(a, b, "{m}: fan_in_fan_out changed the logits");
+        std::fs::remove_dir_all(&dir).ok();
+        let dir = edited(m, |c| c["fan_in_fan_out"] = "yes".into());
+        let msg = peft::read(&dir).err().expect("a non-boolean fan_in_fan_out is refused").to_string();
+        assert!(msg.contains("fan_in_fan_out") && msg.contains(&dir.display().to_string()), "{msg}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
+
 /// What graft still refuses in these variants, and that the errors name the file and the field.
 #[test]
 fn variant_refusals_name_the_field() {

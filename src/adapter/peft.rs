@@ -8,9 +8,10 @@
 //! `lora_bias` (`lora_B.bias` → `<layer>.lora_bias`, added as `s·b` next to the term), LoKr's
 //! `decompose_both` (`lokr_w1_a` / `lokr_w1_b`), and VeRA / RandLoRA saved with
 //! `save_projection=False` (the build step regenerates the projections from
-//! `projection_prng_key`). Still refused, naming the file and field: `fan_in_fan_out`, MiSS "bat",
-//! `lora_bias` with DoRA (PEFT refuses it too), sparse RandLoRA bases without saved projections,
-//! and pattern keys that are not regular expressions the `regex` crate accepts.
+//! `projection_prng_key`). `fan_in_fan_out: true` is read as PEFT reads it for `nn.Linear` targets
+//! (every llama projection): as false, the tensors unchanged. Still refused, naming the file and
+//! field: MiSS "bat", `lora_bias` with DoRA (PEFT refuses it too), sparse RandLoRA bases without
+//! saved projections, and pattern keys that are not regular expressions the `regex` crate accepts.
 use super::graft_format::{to_f32, write_atomic};
 use super::methods::{Hyper, Tensors};
 use super::native::NativeAdapter;
@@ -71,9 +72,11 @@ pub fn read(dir: &Path) -> Result<NativeAdapter> {
         }
     };
     let lora_bias = bool_of("lora_bias")?;
-    if bool_of("fan_in_fan_out")? {
-        return Err(Error::format(&cfg_name, "fan_in_fan_out", "true (Conv1D layers) is not supported: llama models use nn.Linear"));
-    }
+    // `fan_in_fan_out` describes Conv1D (GPT-2) weights. Every projection of a llama model is an
+    // `nn.Linear`, for which PEFT itself resets the flag to false (with a warning) before it
+    // creates or loads the adapter's layers, so the tensors are in the usual orientation: read them
+    // as PEFT does. A value that is not a boolean is still refused.
+    let _ = bool_of("fan_in_fan_out")?;
     let method = match peft_type {
         "LORA" => {
             let alpha = get("lora_alpha").and_then(Value::as_f64).ok_or_else(|| Error::format(&cfg_name, "lora_alpha", "missing or not a number"))?;
