@@ -4,10 +4,11 @@ rsLoRA, DoRA, VeRA, MiSS, LoKr and RandLoRA adapters saved by PEFT itself with r
 weights, each with the logits PEFT computes for a fixed token sequence. The variants: per-module
 rank and alpha (`rank_pattern` / `alpha_pattern`, also with rsLoRA), a LoRA with a bias on lora_B
 (`lora_bias`), LoKr with both factors low-rank (`decompose_both`), VeRA and RandLoRA without their
-projections (`save_projection=False`). New configurations go at the end: the global generator's
+projections (`save_projection=False`), MiSS "mini". New configurations go at the end: the global generator's
 stream then leaves the earlier fixtures unchanged.
 
-Usage: python scripts/make_peft_fixtures.py tests/data/peft
+Usage: python scripts/make_peft_fixtures.py tests/data/peft [NAME ...]   (only those fixtures, the
+others' generator draws still made, so every file comes out as a full run writes it)
 Needs torch, transformers, peft, gguf, numpy (PyPI). Deterministic for torch's CPU generator.
 """
 import json, os, sys
@@ -18,6 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import peft_tiny as tiny  # noqa: E402
 
 out = sys.argv[1] if len(sys.argv) > 1 else "tests/data/peft"
+only = set(sys.argv[2:])  # empty: every file
 os.makedirs(out, exist_ok=True)
 torch.manual_seed(1234)
 cfg = tiny.config()
@@ -33,8 +35,9 @@ def logits_of(m):
 
 
 # The base as GGUF (F32).
-tiny.write_gguf(model, os.path.join(out, "tiny-llama.gguf"))
-logits_of(model).astype("<f4").tofile(os.path.join(out, "base.logits.f32"))
+if not only:
+    tiny.write_gguf(model, os.path.join(out, "tiny-llama.gguf"))
+    logits_of(model).astype("<f4").tofile(os.path.join(out, "base.logits.f32"))
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 configs = {
@@ -57,6 +60,8 @@ configs = {
     # r=2 < max(out_l, in_m)/2 = 4 on every projection: w1 = w1_a·w1_b (and w2 = w2_a·w2_b).
     "lokr_both": LoKrConfig(r=2, alpha=4, target_modules=TARGETS, decompose_both=True),
     "randlora_noproj": RandLoraConfig(r=16, randlora_alpha=32, target_modules=TARGETS, projection_prng_key=5, save_projection=False),
+    # MiSS "mini": a [r, mini_r] block repeated along the outputs (mini_r divides 32, 64 and 96).
+    "miss_mini": MissConfig(r=8, init_weights="mini", mini_r=4, target_modules=TARGETS),
 }
 for name, pc in configs.items():
     base = LlamaForCausalLM(cfg).eval()
@@ -71,9 +76,12 @@ for name, pc in configs.items():
                     p.copy_(0.5 * torch.randn_like(p))
                 else:
                     p.copy_(0.3 * torch.randn_like(p))
+    if only and name not in only:
+        continue
     d = os.path.join(out, name)
     pm.save_pretrained(d)
     os.remove(os.path.join(d, "README.md"))  # PEFT's model card: not needed
     logits_of(pm).astype("<f4").tofile(os.path.join(d, "logits.f32"))
     print(name, "saved", sorted(os.listdir(d)))
-json.dump({"tokens": TOKENS}, open(os.path.join(out, "tokens.json"), "w"))
+if not only:
+    json.dump({"tokens": TOKENS}, open(os.path.join(out, "tokens.json"), "w"))

@@ -173,6 +173,37 @@ fn miss() {
     }
 }
 
+/// MiSS "mini": a `[r, mini_r]` block repeated along the outputs, `ΔW[o, i] = M[i mod r, o mod
+/// mini_r]`; the width must be the announced `mini_r` and divide the outputs.
+#[test]
+fn miss_mini() {
+    for (r, mr) in [(3, 4), (5, 10), (2, 1)] {
+        let h = hyper(&[("mini_r", &mr.to_string())]);
+        for &seed in &SEEDS {
+            let m = MissLayer { m: normal(&mut Mt19937::new(seed), r * mr, 1.0), ..MissLayer::init(NI, NO, r) };
+            assert_eq!(m.width(), mr);
+            let w = w0(NO, NI, seed);
+            check_fold(&m, &w, 0.0, "mini");
+            let d = m.delta_dense_f64(&w);
+            for o in 0..NO {
+                for i in 0..NI {
+                    assert_eq!(d[o * NI + i], m.m[(i % r) * mr + o % mr] as f64);
+                }
+            }
+            check_roundtrip(&m, &h);
+            // Without the announced mini_r, or with a width that does not divide the outputs.
+            let mut t = Tensors::new();
+            m.save(PREFIX, &mut t);
+            let err = MissLayer::load(PREFIX, &t, &hyper(&[]), NI, NO, FILE).unwrap_err().to_string();
+            assert!(err.contains("miss_block") && err.contains(FILE), "{err}");
+        }
+        let m = MissLayer { m: normal(&mut Mt19937::new(1), r * 3, 1.0), ..MissLayer::init(NI, NO, r) };
+        let mut t = Tensors::new();
+        m.save(PREFIX, &mut t);
+        assert!(MissLayer::load(PREFIX, &t, &hyper(&[("mini_r", "3")]), NI, NO, FILE).is_err(), "3 does not divide {NO}");
+    }
+}
+
 // ---------------------------------------------------------------- LoKr
 
 fn lokr_fill(l: &mut LokrLayer, f: &mut dyn FnMut(usize) -> Vec<f32>) {

@@ -55,7 +55,7 @@ fn base_matches_transformers() {
 }
 
 /// Every PEFT fixture directory and the method graft reads it as.
-const FIXTURES: [(&str, &str); 13] = [
+const FIXTURES: [(&str, &str); 14] = [
     ("lora", "lora"),
     ("rslora", "rslora"),
     ("dora", "dora"),
@@ -69,6 +69,7 @@ const FIXTURES: [(&str, &str); 13] = [
     ("lora_bias", "lora"),
     ("lokr_both", "lokr"),
     ("randlora_noproj", "randlora"),
+    ("miss_mini", "miss"),
 ];
 
 #[test]
@@ -106,7 +107,13 @@ fn peft_writer_round_trips_bit_exactly() {
         let ca: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(src.join("adapter_config.json")).unwrap()).unwrap();
         let cb: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("adapter_config.json")).unwrap()).unwrap();
         let keys = ["peft_type", "r", "lora_alpha", "alpha", "randlora_alpha", "decompose_factor", "decompose_both", "use_rslora", "use_dora", "lora_bias"];
-        for k in keys.into_iter().chain(["projection_prng_key", "save_projection", "fan_in_fan_out", "bias"]) {
+        // MiSS: the variant, and mini_r where it means something (PEFT writes 1 for the others).
+        let miss_keys: &[&str] = match (m.starts_with("miss"), ca["init_weights"].as_str()) {
+            (true, Some("mini")) => &["init_weights", "mini_r"],
+            (true, _) => &["init_weights"],
+            _ => &[],
+        };
+        for &k in keys.iter().chain(&["projection_prng_key", "save_projection", "fan_in_fan_out", "bias"]).chain(miss_keys) {
             assert_eq!(ca.get(k).filter(|v| !v.is_null()), cb.get(k).filter(|v| !v.is_null()), "{m}: config key {k}");
         }
         let set = |v: &serde_json::Value| {

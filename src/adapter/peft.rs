@@ -106,8 +106,15 @@ pub fn read(dir: &Path) -> Result<NativeAdapter> {
             "vera"
         }
         "MISS" | "BONE" => {
-            if get("init_weights").and_then(Value::as_str) == Some("bat") {
-                return Err(Error::format(&cfg_name, "init_weights", "MiSS \"bat\" (its delta depends on W0) is not supported"));
+            match get("init_weights").and_then(Value::as_str) {
+                Some("bat") => return Err(Error::format(&cfg_name, "init_weights", "MiSS \"bat\" (its delta depends on W0) is not supported")),
+                Some("mini") => {
+                    // The block's width in the file is what the forward uses; record mini_r to
+                    // check it against.
+                    let mr = get("mini_r").and_then(Value::as_u64).filter(|&v| v > 0).ok_or_else(|| Error::format(&cfg_name, "mini_r", "missing or not a positive integer"))?;
+                    hyper.insert("mini_r".into(), mr.to_string());
+                }
+                _ => {}
             }
             "miss"
         }
@@ -367,10 +374,14 @@ pub fn write(dir: &Path, n: &NativeAdapter, base_model_name: Option<&str>) -> Re
         }
         "miss" => {
             let r = n.tensors.iter().find(|(k, _)| k.ends_with(".miss_block")).map(|(_, (s, _))| s[0]).unwrap_or(0);
-            let cfg = json!({
+            let mut cfg = json!({
                 "peft_type": "MISS", "task_type": "CAUSAL_LM", "base_model_name_or_path": base_model_name,
                 "r": r, "miss_dropout": 0.0, "init_weights": true, "bias": "none", "target_modules": modules, "inference_mode": true,
             });
+            if let Some(mr) = n.hyper.get("mini_r").and_then(|v| v.parse::<u64>().ok()) {
+                cfg["init_weights"] = "mini".into();
+                cfg["mini_r"] = mr.into();
+            }
             (cfg, vec![("miss_block".into(), "miss_block".into())])
         }
         "lokr" => {

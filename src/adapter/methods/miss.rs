@@ -1,10 +1,13 @@
 //! MiSS (formerly Bone; PEFT `tuners/miss`), default variant: one block `M` `[r, n_out]`, and
 //! `y = W0·x + (Σ_c x[c·r .. (c+1)·r]) · M` with `x` zero-padded to a multiple of `r`, that is
-//! `ΔW[o, i] = M[i mod r, o]`. No scale. (The `"mini"` and `"bat"` variants are not implemented;
-//! `"bat"` depends on `W0` and has no exact low-rank fold.)
+//! `ΔW[o, i] = M[i mod r, o]`. No scale. The `"mini"` variant stores a narrower block `M`
+//! `[r, mini_r]` (`mini_r` dividing `n_out`) that PEFT repeats along the outputs:
+//! `ΔW[o, i] = M[i mod r, o mod mini_r]`; the block's width tells the two apart. (The `"bat"`
+//! variant is not implemented: it depends on `W0` and has no exact low-rank fold.)
 //!
-//! Fold (exact, PEFT `lora/conversion.py`): `A'[j, i] = 1` iff `i mod r = j`, `B' = Mᵀ`, rank `r`,
-//! scale 1; both factors are copies or 0/1, so the fold is bit-exact.
+//! Fold (exact, PEFT `lora/conversion.py`): `A'[j, i] = 1` iff `i mod r = j`, `B'[o, j] =
+//! M[j, o mod w]` (`w` the block's width), rank `r`, scale 1; both factors are copies or 0/1, so
+//! the fold is bit-exact.
 use super::{shape_of, take, Hyper, LayerMethod, Tensors};
 use crate::adapter::term::{LowRank, Term};
 use crate::Result;
@@ -18,7 +21,7 @@ pub struct MissLayer {
     pub n_in: usize,
     /// Output width.
     pub n_out: usize,
-    /// `M`, `[r, n_out]` (PEFT `miss_block`).
+    /// `M`, `[r, w]` (PEFT `miss_block`), `w = n_out`, or `mini_r` for the "mini" variant.
     pub m: Vec<f32>,
 }
 
@@ -27,6 +30,11 @@ impl MissLayer {
     pub fn init(n_in: usize, n_out: usize, r: usize) -> MissLayer {
         assert!(r > 0, "MiSS needs r > 0");
         MissLayer { r, n_in, n_out, m: vec![0f32; r * n_out] }
+    }
+
+    /// Width `w` of the block `M` (`n_out`, or `mini_r`).
+    pub fn width(&self) -> usize {
+        self.m.len() / self.r
     }
 }
 
@@ -44,11 +52,11 @@ impl LayerMethod for MissLayer {
     fn delta_dense_f64(&self, _w0: &[f64]) -> Vec<f64> {
         // The forward sums the r-wide chunks of x, then multiplies by M: input i lands on row
         // i mod r of M.
-        let (ni, no, r) = (self.n_in, self.n_out, self.r);
+        let (ni, no, r, w) = (self.n_in, self.n_out, self.r, self.width());
         let mut d = vec![0f64; no * ni];
         for o in 0..no {
             for i in 0..ni {
-                d[o * ni + i] = self.m[(i % r) * no + o] as f64;
+                d[o * ni + i] = self.m[(i % r) * w + o % w] as f64;
             }
         }
         d
@@ -59,16 +67,25 @@ impl LayerMethod for MissLayer {
         for i in 0..ni {
             a[(i % r) * ni + i] = 1.0;
         }
-        // B' = Mᵀ, so Bᵀ = M as stored.
-        Term::LowRank(LowRank { r, n_in: ni, n_out: no, a, bt: self.m.clone(), scale: 1.0 })
+        // B'[o, j] = M[j, o mod w], so Bᵀ is M with each row repeated n_out/w times (M itself when
+        // w = n_out).
+        let w = self.width();
+        let bt: Vec<f32> = self.m.chunks_exact(w).flat_map(|row| row.iter().copied().cycle().take(no)).collect();
+        Term::LowRank(LowRank { r, n_in: ni, n_out: no, a, bt, scale: 1.0 })
     }
     fn save(&self, prefix: &str, out: &mut Tensors) {
-        out.insert(format!("{prefix}.miss_block"), (vec![self.r, self.n_out], self.m.clone()));
+        out.insert(format!("{prefix}.miss_block"), (vec![self.r, self.width()], self.m.clone()));
     }
-    fn load(prefix: &str, src: &Tensors, _hyper: &Hyper, n_in: usize, n_out: usize, file: &str) -> Result<Self> {
+    fn load(prefix: &str, src: &Tensors, hyper: &Hyper, n_in: usize, n_out: usize, file: &str) -> Result<Self> {
         let name = format!("{prefix}.miss_block");
-        let r = shape_of(src, &name, 2, file)?[0];
-        let m = take(src, &name, &[r, n_out], file)?;
+        let shape = shape_of(src, &name, 2, file)?;
+        let (r, w) = (shape[0], shape[1]);
+        // A narrower block is the "mini" variant, which the adapter's hyper-parameters announce.
+        let mini_r = hyper.get("mini_r").and_then(|v| v.parse::<usize>().ok());
+        if w != n_out && (mini_r != Some(w) || n_out % w != 0) {
+            return Err(crate::Error::format(file, &name, format!("shape {shape:?}: needs [r, {n_out}], or [r, mini_r] with mini_r (hyper-parameter: {mini_r:?}) dividing the {n_out} outputs")));
+        }
+        let m = take(src, &name, &[r, w], file)?;
         Ok(MissLayer { r, n_in, n_out, m })
     }
 }
