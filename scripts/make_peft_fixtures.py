@@ -4,7 +4,8 @@ rsLoRA, DoRA, VeRA, MiSS, LoKr and RandLoRA adapters saved by PEFT itself with r
 weights, each with the logits PEFT computes for a fixed token sequence. The variants: per-module
 rank and alpha (`rank_pattern` / `alpha_pattern`, also with rsLoRA), a LoRA with a bias on lora_B
 (`lora_bias`), LoKr with both factors low-rank (`decompose_both`), VeRA and RandLoRA without their
-projections (`save_projection=False`), MiSS "mini". New configurations go at the end: the global generator's
+projections (`save_projection=False`), MiSS "mini", RandLoRA with sparse and very sparse bases.
+New configurations go at the end: the global generator's
 stream then leaves the earlier fixtures unchanged.
 
 Usage: python scripts/make_peft_fixtures.py tests/data/peft [NAME ...]   (only those fixtures, the
@@ -62,6 +63,10 @@ configs = {
     "randlora_noproj": RandLoraConfig(r=16, randlora_alpha=32, target_modules=TARGETS, projection_prng_key=5, save_projection=False),
     # MiSS "mini": a [r, mini_r] block repeated along the outputs (mini_r divides 32, 64 and 96).
     "miss_mini": MissConfig(r=8, init_weights="mini", mini_r=4, target_modules=TARGETS),
+    # RandLoRA with sparse bases: saved (to check graft's regeneration bit for bit), and very sparse
+    # without them (graft regenerates them for the logits).
+    "randlora_sparse": RandLoraConfig(r=16, randlora_alpha=32, target_modules=TARGETS, projection_prng_key=9, save_projection=True, sparse=True),
+    "randlora_vsparse_noproj": RandLoraConfig(r=8, randlora_alpha=16, target_modules=TARGETS, projection_prng_key=13, save_projection=False, very_sparse=True),
 }
 for name, pc in configs.items():
     base = LlamaForCausalLM(cfg).eval()

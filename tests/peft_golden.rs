@@ -55,7 +55,7 @@ fn base_matches_transformers() {
 }
 
 /// Every PEFT fixture directory and the method graft reads it as.
-const FIXTURES: [(&str, &str); 14] = [
+const FIXTURES: [(&str, &str); 16] = [
     ("lora", "lora"),
     ("rslora", "rslora"),
     ("dora", "dora"),
@@ -70,6 +70,8 @@ const FIXTURES: [(&str, &str); 14] = [
     ("lokr_both", "lokr"),
     ("randlora_noproj", "randlora"),
     ("miss_mini", "miss"),
+    ("randlora_sparse", "randlora"),
+    ("randlora_vsparse_noproj", "randlora"),
 ];
 
 #[test]
@@ -157,6 +159,25 @@ fn randlora_projections_regenerate_bit_exactly() {
     assert!(g.b.iter().zip(&saved.b).all(|(x, y)| x.to_bits() == y.to_bits()), "randlora_B differs");
 }
 
+/// RandLoRA's sparse bases (`sparse=True`, fp32 ±1/0 over the std) regenerated from
+/// `projection_prng_key` equal the ones PEFT saved, bit for bit; the file says which bases it has.
+#[test]
+fn randlora_sparse_projections_regenerate_bit_exactly() {
+    use graft::adapter::methods::randlora::RandLoraShared;
+    let native = peft::read(&data().join("randlora_sparse")).unwrap();
+    assert_eq!(native.hyper["randlora_bases"], "sparse");
+    let key: u64 = native.hyper["projection_prng_key"].parse().unwrap();
+    let saved = RandLoraShared::load(&native.tensors, "randlora_sparse").unwrap();
+    let g = RandLoraShared::generate_sparse(saved.r, saved.max_dim, saved.min_dim, key as u32, false);
+    assert_eq!((g.r, g.max_dim, g.min_dim, g.nb), (saved.r, saved.max_dim, saved.min_dim, saved.nb));
+    assert!(saved.a.iter().any(|&v| v == 0.0) && saved.a.iter().any(|&v| v > 0.0) && saved.a.iter().any(|&v| v < 0.0), "three values in A");
+    assert!(g.a.iter().zip(&saved.a).all(|(x, y)| x.to_bits() == y.to_bits()), "randlora_A differs");
+    assert!(g.b.iter().zip(&saved.b).all(|(x, y)| x.to_bits() == y.to_bits()), "randlora_B differs");
+    // The very sparse fixture records its kind (its logits, from regenerated bases, are checked
+    // with the other fixtures').
+    assert_eq!(peft::read(&data().join("randlora_vsparse_noproj")).unwrap().hyper["randlora_bases"], "very_sparse");
+}
+
 /// `rank_pattern` / `alpha_pattern` resolve per module as PEFT's `get_pattern_key` does: the first key
 /// (in the file's sorted order) whose regex matches the end of the module name at a dot.
 #[test]
@@ -206,14 +227,13 @@ fn fan_in_fan_out_on_linear_is_read_as_peft_reads_it() {
 fn variant_refusals_name_the_field() {
     let err = |dir: &Path| peft::read(dir).err().unwrap_or_else(|| panic!("{} accepted", dir.display())).to_string();
     type Edit = Box<dyn Fn(&mut serde_json::Value)>;
-    let cases: [(&str, Edit, &str); 6] = [
+    let cases: [(&str, Edit, &str); 5] = [
         // The tensors do not have the rank the pattern gives.
         ("lora_pattern", Box::new(|c| c["rank_pattern"]["q_proj"] = 5.into()), "layers.0.self_attn.q_proj.lora_A.weight"),
         ("lora_pattern", Box::new(|c| c["rank_pattern"]["q_proj"] = "two".into()), "rank_pattern.q_proj"),
         ("lora_pattern", Box::new(|c| c["alpha_pattern"]["(k_proj"] = 1.into()), "alpha_pattern.(k_proj"),
         ("lora_pattern", Box::new(|c| c["alpha_pattern"] = 3.into()), "alpha_pattern"),
         ("lora_bias", Box::new(|c| c["use_dora"] = true.into()), "lora_bias"),
-        ("randlora_noproj", Box::new(|c| c["sparse"] = true.into()), "sparse"),
     ];
     for (m, edit, field) in cases {
         let dir = edited(m, edit);

@@ -212,13 +212,19 @@ impl NativeAdapter {
             Some(Arc::new(RandLoraShared::load(&self.tensors, file)?))
         } else {
             // Not saved (PEFT's save_projection=False): regenerate from the key over the element-wise
-            // largest (n_out, n_in) of the targeted layers, as PEFT's `_find_dim`, in bf16 (PEFT's
-            // format wherever `accelerate` reports bf16 support, which every current torch CPU does).
+            // largest (n_out, n_in) of the targeted layers, as PEFT's `_find_dim`: the dense bases in
+            // bf16 (PEFT's format wherever `accelerate` reports bf16 support, which every current
+            // torch CPU does), the sparse ones (hyper-parameter `randlora_bases`) in fp32.
             let (key, r, max_in, max_out) = regen()?;
             if r == 0 || r > max_in.min(max_out).max(1) {
                 return Err(Error::format(file, "r", format!("RandLoRA rank {r} for layers of at most {max_out}x{max_in}")));
             }
-            Some(Arc::new(RandLoraShared::generate(r, max_out, max_in, key as u32, super::rng::Rounding::Bf16)))
+            Some(Arc::new(match self.hyper.get("randlora_bases").map(String::as_str) {
+                None | Some("dense") => RandLoraShared::generate(r, max_out, max_in, key as u32, super::rng::Rounding::Bf16),
+                Some("sparse") => RandLoraShared::generate_sparse(r, max_out, max_in, key as u32, false),
+                Some("very_sparse") => RandLoraShared::generate_sparse(r, max_out, max_in, key as u32, true),
+                Some(v) => return Err(Error::format(file, "randlora_bases", format!("{v:?} (dense, sparse or very_sparse)"))),
+            }))
         };
         let lorta_shared = if self.method == "lorta" { Some(Arc::new(LortaShared::load(&self.tensors, &self.hyper, file)?)) } else { None };
         // PEFT files keep attn_q / attn_k rows in the HF order; GGUF permutes them for its RoPE.

@@ -6,12 +6,13 @@
 //! Variants read as PEFT applies them: per-module rank and alpha (`rank_pattern` / `alpha_pattern`,
 //! LoRA and LoKr: per-layer `alpha.<blk.l.linear>` / `r.<blk.l.linear>` hyper-parameters), LoRA's
 //! `lora_bias` (`lora_B.bias` → `<layer>.lora_bias`, added as `s·b` next to the term), LoKr's
-//! `decompose_both` (`lokr_w1_a` / `lokr_w1_b`), and VeRA / RandLoRA saved with
+//! `decompose_both` (`lokr_w1_a` / `lokr_w1_b`), MiSS "mini", and VeRA / RandLoRA saved with
 //! `save_projection=False` (the build step regenerates the projections from
-//! `projection_prng_key`). `fan_in_fan_out: true` is read as PEFT reads it for `nn.Linear` targets
-//! (every llama projection): as false, the tensors unchanged. Still refused, naming the file and
-//! field: MiSS "bat", `lora_bias` with DoRA (PEFT refuses it too), sparse RandLoRA bases without
-//! saved projections, and pattern keys that are not regular expressions the `regex` crate accepts.
+//! `projection_prng_key`; RandLoRA's dense, `sparse` or `very_sparse` bases, recorded as the
+//! `randlora_bases` hyper-parameter). `fan_in_fan_out: true` is read as PEFT reads it for
+//! `nn.Linear` targets (every llama projection): as false, the tensors unchanged. Still refused,
+//! naming the file and field: MiSS "bat", `lora_bias` with DoRA (PEFT refuses it too), and
+//! pattern keys that are not regular expressions the `regex` crate accepts.
 use super::graft_format::{to_f32, write_atomic};
 use super::methods::{Hyper, Tensors};
 use super::native::NativeAdapter;
@@ -135,14 +136,16 @@ pub fn read(dir: &Path) -> Result<NativeAdapter> {
             hyper.insert("r".into(), r.to_string());
             hyper.insert("alpha".into(), alpha.to_string());
             hyper.insert("projection_prng_key".into(), get("projection_prng_key").and_then(Value::as_u64).unwrap_or(0).to_string());
-            if get("save_projection").and_then(Value::as_bool) == Some(false) {
-                // The bases are regenerated from the key (native.rs); only the default dense ones.
-                for k in ["sparse", "very_sparse"] {
-                    if bool_of(k)? {
-                        return Err(Error::format(&cfg_name, k, "true with save_projection=false: graft regenerates only the dense (kaiming) bases; save the projections"));
-                    }
-                }
-            }
+            // Which bases PEFT drew (very_sparse wins, as in PEFT's `_pre_injection_hook`): what
+            // regenerates them when they are not saved (native.rs), and what the writer says.
+            let bases = if bool_of("very_sparse")? {
+                "very_sparse"
+            } else if bool_of("sparse")? {
+                "sparse"
+            } else {
+                "dense"
+            };
+            hyper.insert("randlora_bases".into(), bases.into());
             "randlora"
         }
         t => return Err(Error::format(&cfg_name, "peft_type", format!("{t:?} is not supported (LORA, VERA, MISS, BONE, LOKR, RANDLORA)"))),
@@ -407,7 +410,7 @@ pub fn write(dir: &Path, n: &NativeAdapter, base_model_name: Option<&str>) -> Re
                 "peft_type": "RANDLORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": base_model_name,
                 "r": n.hyper.get("r").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0), "randlora_alpha": json_number(hyper_f("alpha")?),
                 "projection_prng_key": n.hyper.get("projection_prng_key").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0),
-                "save_projection": n.tensors.contains_key("shared.randlora_a"), "randlora_dropout": 0.0, "sparse": false, "very_sparse": false, "bias": "none", "fan_in_fan_out": false,
+                "save_projection": n.tensors.contains_key("shared.randlora_a"), "randlora_dropout": 0.0, "sparse": n.hyper.get("randlora_bases").is_some_and(|b| b == "sparse"), "very_sparse": n.hyper.get("randlora_bases").is_some_and(|b| b == "very_sparse"), "bias": "none", "fan_in_fan_out": false,
                 "target_modules": modules, "inference_mode": true,
             });
             (cfg, vec![("randlora_lambda".into(), "randlora_lambda".into()), ("randlora_gamma".into(), "randlora_gamma".into())])

@@ -83,6 +83,43 @@ impl RandLoraShared {
         RandLoraShared { r, min_dim, max_dim, nb, a, b }
     }
 
+    /// PEFT's `_init_randlora_A_randlora_B_sparse` (`sparse=True`: sparsity `s = 3`;
+    /// `very_sparse=True`: `s = √min_dim`) from `projection_prng_key` (as `u32`): one `MT19937(seed)`
+    /// stream of fp32 `torch.rand` values ([`Mt19937::uniform_f32`] on `[0, 1)`), first `A`
+    /// (`[r, 1, min_dim]`), then `B` (`[max_dim, nb, r]`, row-major, one tensor); each value below
+    /// `f32(1/(2s))` becomes −1, above `f32(1 − 1/(2s))` +1, the rest 0; each tensor is then divided
+    /// by its unbiased std (fp32 throughout: PEFT keeps these bases in fp32). Same `max_dim`,
+    /// `min_dim`, `nb` as [`RandLoraShared::generate`].
+    pub fn generate_sparse(r: usize, max_out: usize, max_in: usize, seed: u32, very_sparse: bool) -> RandLoraShared {
+        assert!(r > 0, "RandLoRA needs r > 0");
+        let (max_dim, min_dim) = (max_out.max(max_in), max_out.min(max_in));
+        let nb = ceil_div(min_dim, r);
+        let sparsity = if very_sparse { (min_dim as f64).sqrt() } else { 3.0 };
+        let (lo, hi) = ((1.0 / (2.0 * sparsity)) as f32, (1.0 - 1.0 / (2.0 * sparsity)) as f32);
+        let mut rng = Mt19937::new(seed);
+        let mut sign = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|_| {
+                    let v = rng.uniform_f32(0.0, 1.0);
+                    if v < lo {
+                        -1.0
+                    } else if v > hi {
+                        1.0
+                    } else {
+                        0.0
+                    }
+                })
+                .collect()
+        };
+        let mut a = sign(r * min_dim);
+        let mut b = sign(max_dim * nb * r);
+        for t in [&mut a, &mut b] {
+            let sd = std_unbiased(t) as f32;
+            t.iter_mut().for_each(|v| *v /= sd);
+        }
+        RandLoraShared { r, min_dim, max_dim, nb, a, b }
+    }
+
     /// Stores the bases as `shared.randlora_a` `[r, 1, min_dim]` and `shared.randlora_b`
     /// `[max_dim, nb, r]`.
     pub fn save(&self, out: &mut Tensors) {
