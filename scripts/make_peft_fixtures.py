@@ -4,9 +4,9 @@ rsLoRA, DoRA, VeRA, MiSS, LoKr and RandLoRA adapters saved by PEFT itself with r
 weights, each with the logits PEFT computes for a fixed token sequence. The variants: per-module
 rank and alpha (`rank_pattern` / `alpha_pattern`, also with rsLoRA), a LoRA with a bias on lora_B
 (`lora_bias`), LoKr with both factors low-rank (`decompose_both`), VeRA and RandLoRA without their
-projections (`save_projection=False`), MiSS "mini", RandLoRA with sparse and very sparse bases.
-New configurations go at the end: the global generator's
-stream then leaves the earlier fixtures unchanged.
+projections (`save_projection=False`), MiSS "mini" and "bat", RandLoRA with sparse and very sparse
+bases. New configurations go at the end: the global generator's stream then leaves the earlier
+fixtures unchanged.
 
 Usage: python scripts/make_peft_fixtures.py tests/data/peft [NAME ...]   (only those fixtures, the
 others' generator draws still made, so every file comes out as a full run writes it)
@@ -67,6 +67,9 @@ configs = {
     # without them (graft regenerates them for the logits).
     "randlora_sparse": RandLoraConfig(r=16, randlora_alpha=32, target_modules=TARGETS, projection_prng_key=9, save_projection=True, sparse=True),
     "randlora_vsparse_noproj": RandLoraConfig(r=8, randlora_alpha=16, target_modules=TARGETS, projection_prng_key=13, save_projection=False, very_sparse=True),
+    # MiSS "bat": one r×r block per block row, transforming the base weight's own blocks (r=8
+    # divides 32, 64 and 96; attn_q / attn_k blocks follow HF rows).
+    "miss_bat": MissConfig(r=8, init_weights="bat", target_modules=TARGETS),
 }
 for name, pc in configs.items():
     base = LlamaForCausalLM(cfg).eval()

@@ -33,7 +33,7 @@ fn check_unmerged_equals_merged(method: &str, r: usize, hf_rows: bool) {
     let dir = tmp(&format!("merge-{method}-{hf_rows}"));
     let model = tiny(&dir);
     let native = if matches!(method, "lora" | "rslora" | "dora" | "vera") { random_native(&model, method, r, 3, hf_rows) } else { random_native_by_init(&model, method, r, 3) };
-    let ad = Arc::new(native.build(method, &model).unwrap());
+    let ad = Arc::new(native.build(&native.method.clone(), &model).unwrap());
     let per_block = if method == "lorta" { 2 } else { 7 };
     assert_eq!(ad.n_terms(), per_block * model.weights.blocks.len());
     let scale = 0.7;
@@ -106,6 +106,14 @@ fn randlora_unmerged_equals_merged() {
 #[test]
 fn miss_unmerged_equals_merged() {
     check_unmerged_equals_merged("miss", 4, false);
+}
+
+/// MiSS "bat" runs the base weight against block-transformed inputs: the forward pass (with the
+/// q/k rows in GGUF order or mapped from HF order) against the merged `W0 + ΔW`.
+#[test]
+fn miss_bat_unmerged_equals_merged() {
+    check_unmerged_equals_merged("miss-bat", 4, false);
+    check_unmerged_equals_merged("miss-bat-hf", 8, true);
 }
 
 #[test]

@@ -173,6 +173,40 @@ fn miss() {
     }
 }
 
+/// MiSS "bat": against PEFT's definition computed here in f64 (`W0` cut into `r×r` blocks,
+/// `ΔW_ij = W0_ij·M_i + M_i`), the term's merged delta, the save/load round trip, refusals.
+#[test]
+fn miss_bat() {
+    let h = hyper(&[]);
+    for r in [1, 2, 4] {
+        for &seed in &SEEDS {
+            let mut m = MissLayer::init_bat(NI, NO, r);
+            assert!(m.m.iter().all(|&v| v == 0.0) && m.m.len() == NO * r);
+            m.m = normal(&mut Mt19937::new(seed), NO * r, 1.0);
+            let w = w0(NO, NI, seed);
+            let d = m.delta_dense_f64(&w);
+            let mb = |i: usize, c: usize, b: usize| m.m[(i * r + c) * r + b] as f64;
+            for o in 0..NO {
+                for i in 0..NI {
+                    let (bi, a, bj, b) = (o / r, o % r, i / r, i % r);
+                    let want = (0..r).map(|c| w[o * NI + bj * r + c] * mb(bi, c, b)).sum::<f64>() + mb(bi, a, b);
+                    assert!((d[o * NI + i] - want).abs() <= 1e-12 * want.abs().max(1.0), "r={r} ({o}, {i}): {} vs {want}", d[o * NI + i]);
+                }
+            }
+            check_fold(&m, &w, 0.0, "bat");
+            assert!(matches!(m.to_term(), graft::adapter::Term::MissBat(_)));
+            check_roundtrip(&m, &h);
+        }
+        let m = MissLayer { m: normal(&mut Mt19937::new(1), NO * r, 1.0), ..MissLayer::init_bat(NI, NO, r) };
+        check_refusals(&m, &h, &[("miss_block", 0), ("miss_block", 2)]);
+    }
+    // A block size that does not divide the widths.
+    let mut t = Tensors::new();
+    t.insert(format!("{PREFIX}.miss_block"), (vec![NO / 5, 5, 5], vec![0.0; NO * 5]));
+    let err = MissLayer::load(PREFIX, &t, &h, NI, NO, FILE).unwrap_err().to_string();
+    assert!(err.contains("miss_block") && err.contains(FILE), "{err}");
+}
+
 /// MiSS "mini": a `[r, mini_r]` block repeated along the outputs, `ΔW[o, i] = M[i mod r, o mod
 /// mini_r]`; the width must be the announced `mini_r` and divide the outputs.
 #[test]

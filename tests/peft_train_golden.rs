@@ -100,7 +100,7 @@ fn pairs<'a>(model: &Model, ad: &'a mut Adapter, g: Option<&'a Grads>, peft: &Ha
                     out.push((format!("{p}.vera_lambda_d"), ours[0].clone(), get(&format!("{p}.vera_lambda_d"))));
                     out.push((format!("{p}.vera_lambda_b"), ours[1].clone(), perm.iter().map(|&h| lb[h]).collect()));
                 }
-                Term::Dora(_) => unreachable!(),
+                Term::Dora(_) | Term::MissBat(_) => unreachable!("LoRA and VeRA only"),
             }
         }
     }
@@ -170,7 +170,7 @@ fn check(method: &str) {
                     params.push(&mut v.lambda_d);
                     params.push(&mut v.lambda_b);
                 }
-                Term::Dora(_) => unreachable!(),
+                Term::Dora(_) | Term::MissBat(_) => unreachable!("LoRA and VeRA only"),
             }
         }
         let grefs: Vec<&[f32]> = gflat.iter().map(|v| v.as_slice()).collect();

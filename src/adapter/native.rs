@@ -401,6 +401,12 @@ fn permute_rows(term: super::Term, n_heads: usize, cache: &mut Vec<(usize, Arc<V
             t.lambda_b = vec(&t.lambda_b);
             Term::Vera(t)
         }
+        Term::MissBat(mut t) => {
+            // Its blocks follow the HF rows: keep them, and record each GGUF row's HF row.
+            let prev: Vec<usize> = (0..t.n_out).map(|o| t.hf(o)).collect();
+            t.hf_row = Some(perm.iter().map(|&h| prev[h] as u32).collect());
+            Term::MissBat(t)
+        }
     }
 }
 
@@ -496,6 +502,7 @@ pub fn fold_to_lora(ad: &Adapter) -> Result<Vec<(usize, LinearKind, LoraLayer)>>
                     LoraLayer { r, n_in: ni, n_out: no, a, b, scale: 1.0 }
                 }
                 Term::Dora(_) => return Err(Error::invalid("gguf-lora export", "DoRA does not fold into LoRA (its magnitude rescales the base); merge it instead")),
+                Term::MissBat(_) => return Err(Error::invalid("gguf-lora export", "MiSS \"bat\" does not fold into LoRA (its change transforms the base weight's blocks); merge it instead")),
             };
             out.push((l, kind, layer));
         }

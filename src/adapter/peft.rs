@@ -6,13 +6,13 @@
 //! Variants read as PEFT applies them: per-module rank and alpha (`rank_pattern` / `alpha_pattern`,
 //! LoRA and LoKr: per-layer `alpha.<blk.l.linear>` / `r.<blk.l.linear>` hyper-parameters), LoRA's
 //! `lora_bias` (`lora_B.bias` → `<layer>.lora_bias`, added as `s·b` next to the term), LoKr's
-//! `decompose_both` (`lokr_w1_a` / `lokr_w1_b`), MiSS "mini", and VeRA / RandLoRA saved with
+//! `decompose_both` (`lokr_w1_a` / `lokr_w1_b`), MiSS "mini" and "bat", and VeRA / RandLoRA saved with
 //! `save_projection=False` (the build step regenerates the projections from
 //! `projection_prng_key`; RandLoRA's dense, `sparse` or `very_sparse` bases, recorded as the
 //! `randlora_bases` hyper-parameter). `fan_in_fan_out: true` is read as PEFT reads it for
 //! `nn.Linear` targets (every llama projection): as false, the tensors unchanged. Still refused,
-//! naming the file and field: MiSS "bat", `lora_bias` with DoRA (PEFT refuses it too), and
-//! pattern keys that are not regular expressions the `regex` crate accepts.
+//! naming the file and field: `lora_bias` with DoRA (PEFT refuses it too), and pattern keys that
+//! are not regular expressions the `regex` crate accepts.
 use super::graft_format::{to_f32, write_atomic};
 use super::methods::{Hyper, Tensors};
 use super::native::NativeAdapter;
@@ -107,15 +107,11 @@ pub fn read(dir: &Path) -> Result<NativeAdapter> {
             "vera"
         }
         "MISS" | "BONE" => {
-            match get("init_weights").and_then(Value::as_str) {
-                Some("bat") => return Err(Error::format(&cfg_name, "init_weights", "MiSS \"bat\" (its delta depends on W0) is not supported")),
-                Some("mini") => {
-                    // The block's width in the file is what the forward uses; record mini_r to
-                    // check it against.
-                    let mr = get("mini_r").and_then(Value::as_u64).filter(|&v| v > 0).ok_or_else(|| Error::format(&cfg_name, "mini_r", "missing or not a positive integer"))?;
-                    hyper.insert("mini_r".into(), mr.to_string());
-                }
-                _ => {}
+            // "bat" needs nothing more: its blocks have three axes (methods/miss.rs). "mini": the
+            // block's width in the file is what the forward uses; record mini_r to check it against.
+            if get("init_weights").and_then(Value::as_str) == Some("mini") {
+                let mr = get("mini_r").and_then(Value::as_u64).filter(|&v| v > 0).ok_or_else(|| Error::format(&cfg_name, "mini_r", "missing or not a positive integer"))?;
+                hyper.insert("mini_r".into(), mr.to_string());
             }
             "miss"
         }
@@ -376,12 +372,17 @@ pub fn write(dir: &Path, n: &NativeAdapter, base_model_name: Option<&str>) -> Re
             (cfg, vec![("vera_lambda_b".into(), "vera_lambda_b".into()), ("vera_lambda_d".into(), "vera_lambda_d".into())])
         }
         "miss" => {
-            let r = n.tensors.iter().find(|(k, _)| k.ends_with(".miss_block")).map(|(_, (s, _))| s[0]).unwrap_or(0);
+            // [r, w], or [n_out/r, r, r] for "bat".
+            let shape = n.tensors.iter().find(|(k, _)| k.ends_with(".miss_block")).map(|(_, (s, _))| s.clone()).unwrap_or_default();
+            let bat = shape.len() == 3;
+            let r = if bat { shape[1] } else { shape.first().copied().unwrap_or(0) };
             let mut cfg = json!({
                 "peft_type": "MISS", "task_type": "CAUSAL_LM", "base_model_name_or_path": base_model_name,
                 "r": r, "miss_dropout": 0.0, "init_weights": true, "bias": "none", "target_modules": modules, "inference_mode": true,
             });
-            if let Some(mr) = n.hyper.get("mini_r").and_then(|v| v.parse::<u64>().ok()) {
+            if bat {
+                cfg["init_weights"] = "bat".into();
+            } else if let Some(mr) = n.hyper.get("mini_r").and_then(|v| v.parse::<u64>().ok()) {
                 cfg["init_weights"] = "mini".into();
                 cfg["mini_r"] = mr.into();
             }

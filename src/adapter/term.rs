@@ -4,7 +4,9 @@
 //! - [`LowRank`]: `y += s·B(A·x)` (LoRA and everything that folds into it);
 //! - [`Dora`]: `y = c ⊙ (W0·x + s·B(A·x))`, a low-rank term plus a per-output rescaling of the base;
 //! - [`Vera`]: `y += λ_b ⊙ B̂(λ_d ⊙ Â·x)` with `Â`, `B̂` slices of matrices shared by every layer, so
-//!   `Â·x` is computed once per distinct layer input and reused by every projection reading it.
+//!   `Â·x` is computed once per distinct layer input and reused by every projection reading it;
+//! - [`MissBat`]: MiSS "bat", whose change is a block-wise affine map of the base weight itself
+//!   (`ΔW_ij = W0_ij·M_i + M_i`), applied as the base product of a block-transformed input.
 //!
 //! An output bias (PEFT's `lora_bias`) is not part of a term: it sits beside the terms, in
 //! [`Adapter::bias`](super::Adapter::bias).
@@ -130,6 +132,39 @@ pub struct Vera {
     pub lambda_b: Vec<f32>,
 }
 
+/// MiSS "bat" (PEFT `init_weights="bat"`): on the `r×r` blocks of the base weight (in HF row
+/// order; block row `i` over outputs, block column `j` over inputs), `ΔW_ij = W0_ij·M_i + M_i`, one
+/// `M_i` per block row. So for the output row with HF index `h` (`i = h / r`, `a = h mod r`):
+/// `Δy = Σ_{j,c} W0[h, jr + c]·(M_i·x_j)[c] + (M_i·Σ_j x_j)[a]`: the base row against the input
+/// with every `r`-chunk transformed by `M_i`, plus a small term; `ΔW` is never formed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MissBat {
+    /// Block size.
+    pub r: usize,
+    /// Input width (a multiple of `r`).
+    pub n_in: usize,
+    /// Output width (a multiple of `r`).
+    pub n_out: usize,
+    /// `M`, `[n_out/r, r, r]`: `M_i[c][b]` at `(i·r + c)·r + b`.
+    pub m: Vec<f32>,
+    /// The HF row of each output row when they differ (GGUF's attn_q / attn_k order), else `None`.
+    pub hf_row: Option<Vec<u32>>,
+}
+
+impl MissBat {
+    /// The HF row of output row `o`.
+    pub fn hf(&self, o: usize) -> usize {
+        self.hf_row.as_ref().map_or(o, |p| p[o] as usize)
+    }
+    /// `M_i·v` for one `r`-vector `v`, accumulated in f32 in index order.
+    pub fn apply_block(&self, i: usize, v: &[f32], out: &mut [f32]) {
+        let r = self.r;
+        for (c, o) in out.iter_mut().enumerate().take(r) {
+            *o = self.m[(i * r + c) * r..(i * r + c + 1) * r].iter().zip(v).map(|(a, b)| a * b).sum();
+        }
+    }
+}
+
 /// An adapter's runtime term on one linear layer.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Term {
@@ -139,6 +174,8 @@ pub enum Term {
     Dora(Dora),
     /// VeRA with shared projections.
     Vera(Vera),
+    /// MiSS "bat", which reads the base weight.
+    MissBat(MissBat),
 }
 
 impl LowRank {
@@ -196,6 +233,7 @@ impl Term {
             Term::LowRank(t) => t.n_in,
             Term::Dora(t) => t.lora.n_in,
             Term::Vera(t) => t.n_in,
+            Term::MissBat(t) => t.n_in,
         }
     }
 
@@ -205,6 +243,7 @@ impl Term {
             Term::LowRank(t) => t.n_out,
             Term::Dora(t) => t.lora.n_out,
             Term::Vera(t) => t.n_out,
+            Term::MissBat(t) => t.n_out,
         }
     }
 
@@ -214,6 +253,7 @@ impl Term {
             Term::LowRank(t) => t.r,
             Term::Dora(t) => t.lora.r,
             Term::Vera(t) => t.shared.r,
+            Term::MissBat(t) => t.r,
         }
     }
 
@@ -223,11 +263,13 @@ impl Term {
             Term::LowRank(t) => t.a.len() + t.bt.len(),
             Term::Dora(t) => t.lora.a.len() + t.lora.bt.len() + t.c.len(),
             Term::Vera(t) => t.lambda_d.len() + t.lambda_b.len(),
+            Term::MissBat(t) => t.m.len(),
         }
     }
 
     /// The merged weight change at user scale `s`, in f64, `[n_out, n_in]`: `W' = W0 + ΔW` gives
-    /// the same outputs as the unmerged term. DoRA needs the base `w0` (row-major, f64).
+    /// the same outputs as the unmerged term. DoRA and MiSS "bat" need the base `w0` (row-major,
+    /// f64, in the term's row order).
     pub fn delta_f64(&self, s: f64, w0: Option<&[f64]>) -> Vec<f64> {
         match self {
             Term::LowRank(t) => t.delta_f64().into_iter().map(|v| v * s).collect(),
@@ -259,6 +301,23 @@ impl Term {
                 }
                 out
             }
+            Term::MissBat(t) => {
+                // Row o (HF row h: block i, row a): ΔW[o, jr + b] = Σ_c W0[o, jr + c]·M_i[c][b] + M_i[a][b].
+                let w0 = w0.expect("MiSS bat's merged delta needs the base weight");
+                let (ni, no, r) = (t.n_in, t.n_out, t.r);
+                let mut out = vec![0f64; no * ni];
+                for o in 0..no {
+                    let (i, a) = (t.hf(o) / r, t.hf(o) % r);
+                    let mb = |c: usize, b: usize| t.m[(i * r + c) * r + b] as f64;
+                    for j in 0..ni / r {
+                        for b in 0..r {
+                            let v: f64 = (0..r).map(|c| w0[o * ni + j * r + c] * mb(c, b)).sum::<f64>() + mb(a, b);
+                            out[o * ni + j * r + b] = s * v;
+                        }
+                    }
+                }
+                out
+            }
         }
     }
 
@@ -269,6 +328,7 @@ impl Term {
             Term::LowRank(t) => f(&t.a) && f(&t.bt) && t.scale.is_finite(),
             Term::Dora(t) => f(&t.lora.a) && f(&t.lora.bt) && f(&t.c) && t.lora.scale.is_finite(),
             Term::Vera(t) => f(&t.lambda_b) && f(&t.lambda_d) && f(&t.shared.a) && f(&t.shared.bt),
+            Term::MissBat(t) => f(&t.m),
         }
     }
 }

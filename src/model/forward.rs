@@ -13,6 +13,7 @@ use crate::pool::{split, Pool, SharedMut};
 use crate::quant::QuantType;
 use crate::{Error, Result};
 use half::f16;
+use crate::adapter::term::MissBat;
 use crate::adapter::{Adapter, Term};
 use std::ops::Range;
 use std::sync::Arc;
@@ -464,6 +465,9 @@ impl Runner {
                         }
                     }
                 }
+                for u in plan.bat.iter().filter(|u| u.job == ji) {
+                    miss_bat(kq, w, wb, at, x, u, r.clone(), y);
+                }
             }
         });
         Ok(())
@@ -490,6 +494,64 @@ fn up_int8(k8: &crate::kernels::int8::Int8Kernels, u: &UpUnit, pb: &PackedMatrix
             // SAFETY: the caller's rows u.rows × columns cols of the [t, ldy] output are this
             // thread's alone; (i, c) is inside them.
             unsafe { *yp.add(i * ldy + c) += f * wv[i * nc + c] };
+        }
+    }
+}
+
+/// MiSS "bat" for this thread's output rows `cols` of a `[t, n_out]` output `y`: for each block
+/// row `i` of the weight these rows touch, the unit's input rows with every `r`-chunk transformed
+/// by `M_i` go through the base rows of that block (the same kernel and activation format as the
+/// base product), and `(M_i·Σ_j x_j)[a]` joins each row.
+#[allow(clippy::too_many_arguments)]
+fn miss_bat(kq: &quant::QuantKernels, w: &Linear, wb: &[u8], at: QuantType, x: &[f32], u: &BatUnit, cols: Range<usize>, y: SharedMut<f32>) {
+    let (b, n, no) = (u.t, w.n_in, w.n_out);
+    let (r, m) = (b.r, u.rows.len());
+    // This thread's rows grouped by block, as runs of consecutive rows.
+    let mut blocks: std::collections::BTreeMap<usize, Vec<Range<usize>>> = Default::default();
+    for o in cols {
+        let runs = blocks.entry(b.hf(o) / r).or_default();
+        match runs.last_mut() {
+            Some(run) if run.end == o => run.end = o + 1,
+            _ => runs.push(o..o + 1),
+        }
+    }
+    let xs = &x[u.rows.start * n..u.rows.end * n];
+    // Σ_j x_j for each row.
+    let sums: Vec<f32> = xs.chunks_exact(n).flat_map(|row| (0..r).map(move |c| row.iter().skip(c).step_by(r).sum::<f32>())).collect();
+    let arb = at.row_bytes(n).expect("checked by linears");
+    let wrb = w.row_bytes();
+    let (mut z, mut zq, mut ms, mut tmp) = (vec![0f32; m * n], vec![0u8; if at == QuantType::F32 { 0 } else { m * arb }], vec![0f32; m * r], Vec::new());
+    for (&i, runs) in &blocks {
+        for (zr, xr) in z.chunks_exact_mut(r).zip(xs.chunks_exact(r)) {
+            b.apply_block(i, xr, zr);
+        }
+        for (mr, sr) in ms.chunks_exact_mut(r).zip(sums.chunks_exact(r)) {
+            b.apply_block(i, sr, mr);
+        }
+        let zb: &[u8] = if at == QuantType::F32 {
+            // SAFETY: f32 has no invalid bit patterns and u8 alignment 1; the view covers z's bytes.
+            unsafe { std::slice::from_raw_parts(z.as_ptr().cast(), z.len() * 4) }
+        } else {
+            for (row, q) in z.chunks_exact(n).zip(zq.chunks_exact_mut(arb)) {
+                kq.quantize_act(at, row, q).expect("lengths checked by linears");
+            }
+            &zq
+        };
+        for run in runs {
+            let nr = run.len();
+            tmp.clear();
+            tmp.resize(m * nr, 0f32);
+            // SAFETY: tmp holds m rows of nr floats (stride nr); the weight rows run.start..run.end
+            // and m activation rows of n values are inside wb and zb.
+            unsafe { kq.gemm_raw(w.ty, n, &wb[run.start * wrb..run.end * wrb], nr, zb, at == QuantType::F32, m, tmp.as_mut_ptr(), nr) };
+            for t in 0..m {
+                for (k, o) in run.clone().enumerate() {
+                    let v = u.s * (tmp[t * nr + k] + ms[t * r + b.hf(o) % r]);
+                    // SAFETY: row u.rows.start + t, column o of the [t, n_out] output; o is in this
+                    // thread's column range.
+                    unsafe { *y.get().add((u.rows.start + t) * no + o) += v };
+                }
+            }
         }
     }
 }
@@ -567,18 +629,27 @@ struct BiasUnit<'a> {
     s: f32,
 }
 
+/// MiSS "bat" on output `job`'s rows: `Y[rows] += s·ΔW·X[rows]` through the base weight.
+struct BatUnit<'a> {
+    job: usize,
+    rows: Range<usize>,
+    t: &'a MissBat,
+    s: f32,
+}
+
 /// The adapter work of one `linears` call.
 struct AdapterPlan<'a> {
     down: Vec<DownUnit<'a>>,
     up: Vec<UpUnit<'a>>,
     base_scale: Vec<BaseScale<'a>>,
     bias: Vec<BiasUnit<'a>>,
+    bat: Vec<BatUnit<'a>>,
     t_len: usize,
 }
 
 impl<'a> AdapterPlan<'a> {
     fn build(layer: usize, segs: &'a [Segment], jobs: &[&Linear], model: &Model, q8: bool) -> AdapterPlan<'a> {
-        let mut p = AdapterPlan { down: Vec::new(), up: Vec::new(), base_scale: Vec::new(), bias: Vec::new(), t_len: 0 };
+        let mut p = AdapterPlan { down: Vec::new(), up: Vec::new(), base_scale: Vec::new(), bias: Vec::new(), bat: Vec::new(), t_len: 0 };
         if segs.is_empty() || layer >= model.weights.blocks.len() {
             return p;
         }
@@ -609,6 +680,7 @@ impl<'a> AdapterPlan<'a> {
                                 }
                             }
                         }
+                        Term::MissBat(b) => p.bat.push(BatUnit { job: ji, rows: seg.rows.clone(), t: b, s: *s }),
                         Term::Vera(v) => {
                             let sh = &*v.shared;
                             let i8p = if q8 { sh.q8.as_ref().and_then(|q| q.int8.as_ref()) } else { None };

@@ -64,6 +64,7 @@ impl Grads {
                     Some(Term::LowRank(lr)) => Some(TermGrad::LowRank { da: if train_a { vec![0.0; lr.a.len()] } else { Vec::new() }, dbt: vec![0.0; lr.bt.len()] }),
                     Some(Term::Vera(v)) => Some(TermGrad::Vera { dlambda_d: vec![0.0; v.lambda_d.len()], dlambda_b: vec![0.0; v.lambda_b.len()] }),
                     Some(Term::Dora(_)) => return Err(Error::invalid("train", "DoRA terms are not trainable yet")),
+                    Some(Term::MissBat(_)) => return Err(Error::invalid("train", "MiSS \"bat\" terms are not trainable")),
                 };
             }
         }
@@ -271,6 +272,7 @@ impl Ctx<'_> {
                     }
                 }
                 Some(Term::Dora(_)) => return Err(Error::invalid("train", "DoRA terms are not trainable yet")),
+                Some(Term::MissBat(_)) => return Err(Error::invalid("train", "MiSS \"bat\" terms are not trainable")),
             }
             outs.push(y);
         }

@@ -392,7 +392,7 @@ impl Trainable {
                         out.push(v.lambda_d.len());
                         out.push(v.lambda_b.len());
                     }
-                    (Some(Term::Dora(_)), None) => {}
+                    (Some(Term::Dora(_) | Term::MissBat(_)), None) => {}
                 }
             }
         }
@@ -424,7 +424,7 @@ impl Trainable {
                         out.push(&mut v.lambda_d);
                         out.push(&mut v.lambda_b);
                     }
-                    (Some(Term::Dora(_)), None) => {}
+                    (Some(Term::Dora(_) | Term::MissBat(_)), None) => {}
                 }
             }
         }
@@ -539,7 +539,7 @@ impl Trainable {
                         let m = VeraLayer { shared: v.shared.clone(), n_in: v.n_in, n_out: v.n_out, lambda_d: v.lambda_d.clone(), lambda_b: v.lambda_b.clone() };
                         m.save(&prefix, &mut tensors);
                     }
-                    (Term::Dora(_), _) => {}
+                    (Term::Dora(_) | Term::MissBat(_), _) => {}
                 }
             }
         }

@@ -97,6 +97,7 @@ pub fn random_native_by_init(model: &Model, method: &str, r: usize, seed: u32) -
                 "loldu" => LolduLayer::init(&w0, ni, no, r, alpha).unwrap().save(&p, &mut t),
                 "nola" => NolaLayer::init(ni, no, r, 6, 5, alpha, s).save(&p, &mut t),
                 "miss" => MissLayer::init(ni, no, r).save(&p, &mut t),
+                "miss-bat" | "miss-bat-hf" => MissLayer::init_bat(ni, no, r).save(&p, &mut t),
                 "lokr" => LokrLayer::init(ni, no, r, alpha, -1, s).save(&p, &mut t),
                 "lamda" => LamdaLayer::init(ni, no, r, alpha, s).save(&p, &mut t),
                 "block-lora" => BlockLoraLayer::init(ni, no, r, 2, alpha, s).save(&p, &mut t),
@@ -127,5 +128,10 @@ pub fn random_native_by_init(model: &Model, method: &str, r: usize, seed: u32) -
             *x += 0.3 * scale * g.sample();
         }
     }
-    NativeAdapter { method: method.into(), hyper, base_fingerprint: None, tensors: t, source: format!("<random {method}>") }
+    // MiSS "bat" is MiSS with three-axis blocks; "-hf": its attn_q / attn_k rows in HF order.
+    if method == "miss-bat-hf" {
+        hyper.insert("qk_rows".into(), "hf".into());
+    }
+    let stored = if method.starts_with("miss-bat") { "miss" } else { method };
+    NativeAdapter { method: stored.into(), hyper, base_fingerprint: None, tensors: t, source: format!("<random {method}>") }
 }
