@@ -74,8 +74,8 @@ impl Pool {
     }
 
     /// Runs `f(tid, n)` once on each of the `n` threads (the caller is thread 0) and returns when
-    /// all have finished. Concurrent callers are serialised. A panic in `f` on a worker aborts the
-    /// process (it cannot be unwound across the region safely).
+    /// all have finished. Concurrent callers are serialised. A panic in `f` with more than one
+    /// thread aborts the process (it cannot be unwound across the region safely).
     pub fn run<F: Fn(usize, usize) + Sync>(&self, f: F) {
         if self.n == 1 {
             f(0, 1);
@@ -95,7 +95,12 @@ impl Pool {
             let _l = self.shared.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());
             self.shared.wake.notify_all();
         }
-        f(0, self.n);
+        // A panic here would unwind while the workers still run `f` (and may wait inside it for
+        // this thread, see `Arrivals`): abort instead, as a worker's panic does.
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(0, self.n))).is_err() {
+            eprintln!("graft: the calling thread panicked inside a parallel region; aborting");
+            std::process::abort();
+        }
         // Spin briefly, then yield: on an oversubscribed machine the worker we wait for may be
         // descheduled, and pure spinning would burn our whole time slice.
         let mut spins = 0u32;
@@ -180,6 +185,35 @@ pub fn split(len: usize, tid: usize, n: usize, align: usize) -> std::ops::Range<
     let start = (tid * per + tid.min(extra)) * align;
     let end = ((tid + 1) * per + (tid + 1).min(extra)) * align;
     start.min(len)..end.min(len)
+}
+
+/// A split barrier inside one parallel region: each of its threads calls [`Arrivals::arrive`] once
+/// it has written what the others will read, goes on with work of its own, and calls
+/// [`Arrivals::wait_all`] before reading their part. Waiting spins, then yields (like
+/// [`Pool::run`]); every thread of a region runs, so the wait ends.
+pub(crate) struct Arrivals(AtomicUsize);
+
+impl Arrivals {
+    /// No thread arrived yet.
+    pub(crate) fn new() -> Arrivals {
+        Arrivals(AtomicUsize::new(0))
+    }
+    /// This thread's writes are done (Release: visible to a thread whose `wait_all` returns).
+    pub(crate) fn arrive(&self) {
+        self.0.fetch_add(1, Ordering::Release);
+    }
+    /// Returns once `n` threads have arrived.
+    pub(crate) fn wait_all(&self, n: usize) {
+        let mut spins = 0u32;
+        while self.0.load(Ordering::Acquire) < n {
+            spins += 1;
+            if spins < YIELD_AFTER {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
 }
 
 /// A raw pointer that the threads of one parallel region (a [`Pool::run`] or a thread scope) use

@@ -9,7 +9,7 @@ use super::weights::{Linear, LinearKind};
 use super::Model;
 use crate::kernels::int8::PackedMatrix;
 use crate::kernels::{ops, quant};
-use crate::pool::{split, Pool, SharedMut};
+use crate::pool::{split, Arrivals, Pool, SharedMut};
 use crate::quant::QuantType;
 use crate::{Error, Result};
 use half::f16;
@@ -107,12 +107,6 @@ pub struct Runner {
     s: Scratch,
     adapters: crate::adapter::AdapterSet,
 }
-
-/// Largest down-projection work (multiply-adds) that every thread repeats for itself rather than
-/// sharing it behind a barrier: a rank-16 LoRA on three projections of width 576 is 27,648. (VeRA's
-/// int8 `Â·x` is shared: it is cheap to compute, but reading `Â` twice from L3 is not — measured
-/// 0.79 of the base decode shared against 0.75–0.76 repeated.)
-const PRIVATE_DOWN_MACS: usize = 100_000;
 
 /// Rows of W a thread takes at a time, so that threads write whole cache lines of the output.
 const ROW_ALIGN: usize = 16;
@@ -319,9 +313,10 @@ impl Runner {
     /// product, each thread taking a share of every matrix's rows.
     ///
     /// `adapters` is (block index, adapter segments, scratch): each segment's adapters add their
-    /// terms to the rows it covers — down-projections `A·x` first (one parallel region, each
-    /// thread a share of every term's rank), then, in the same region as the base product, each
-    /// thread adds the up-projections of its own output columns.
+    /// terms to the rows it covers, in the same region as the base product — each thread computes
+    /// its share of every down-projection `A·x` (of every term's rank) first, then its base rows,
+    /// then, once all shares are in, the up-projections (and MiSS "bat" terms) of its own output
+    /// columns.
     #[allow(clippy::too_many_arguments)]
     fn linears(pool: &Pool, nm: Numerics, model: &Model, x: &[f32], t: usize, act: &mut Vec<u8>, adapters: (usize, &[Segment], &mut AdScratch), outs: &mut [(&Linear, &mut [f32])]) -> Result<()> {
         let n = x.len() / t;
@@ -369,55 +364,47 @@ impl Runner {
         if plan.down.iter().any(|u| u.a_i8.is_some()) {
             k8.quantize_rows(x, n, t, n / 32, &mut ad.xi8);
         }
-        // Few rows (decode): every thread computes all down-projections into a T buffer of its own
-        // at the start of the main region, which saves a barrier per call; more rows: the threads
-        // share the rank of each down-projection in a region of its own.
-        let down_macs: usize = plan.down.iter().map(|u| u.r * u.n_in * u.rows.len()).sum();
-        let private_down = t <= 4 && down_macs <= PRIVATE_DOWN_MACS;
-        let nthreads = pool.threads();
-        grow(&mut ad.t, if private_down { plan.t_len * nthreads } else { plan.t_len });
+        // The threads share each down-projection's rank at the start of the main region, and wait
+        // for one another only before their first up-projection, after a base product (a split
+        // barrier: by then the others are long done). Measured against every thread computing all
+        // down-projections itself (no wait; BENCHMARKS.md): a rank-16 LoRA decodes 1-2% faster.
+        grow(&mut ad.t, plan.t_len);
+        let arrivals = Arrivals::new();
         let AdScratch { t: tbuf, xq: xq_ad, xi8 } = ad;
         let xi8 = &*xi8;
         let xq8: &[u8] = xq_ad;
         let tp = SharedMut(tbuf.as_mut_ptr());
-        // Rows jr of unit u's down-projection into the T buffer at offset `base`.
-        let down = |u: &DownUnit, jr: Range<usize>, base: usize| {
+        // Columns jr of unit u's down-projection into the shared T buffer.
+        let down = |u: &DownUnit, jr: Range<usize>| {
             if let Some(pa) = u.a_i8 {
                 // SAFETY: as below: unit u's T rows, columns jr, of this thread alone.
-                unsafe { k8.gemm_raw(xi8, u.rows.start, u.rows.len(), pa, jr.start, jr.len(), 0, u.n_in / 32, tp.get().add(base + u.t_off + jr.start), u.r, false) };
+                unsafe { k8.gemm_raw(xi8, u.rows.start, u.rows.len(), pa, jr.start, jr.len(), 0, u.n_in / 32, tp.get().add(u.t_off + jr.start), u.r, false) };
             } else if let Some(aq) = u.a_q8 {
                 let rb = QuantType::Q8_0.row_bytes(u.n_in).expect("whole blocks");
-                // SAFETY: unit u owns T[base + u.t_off .. + rows*r] (units are disjoint); the callers
-                // give each thread either disjoint columns jr or a buffer of its own.
+                // SAFETY: unit u owns T[u.t_off .. + rows*r] (units are disjoint) and each thread
+                // writes its own columns jr of it, rows*r floats with stride r inside that span.
                 unsafe {
-                    kq.gemm_raw(QuantType::Q8_0, u.n_in, &aq[jr.start * rb..jr.end * rb], jr.len(), &xq8[u.rows.start * rb..u.rows.end * rb], false, u.rows.len(), tp.get().add(base + u.t_off + jr.start), u.r);
+                    kq.gemm_raw(QuantType::Q8_0, u.n_in, &aq[jr.start * rb..jr.end * rb], jr.len(), &xq8[u.rows.start * rb..u.rows.end * rb], false, u.rows.len(), tp.get().add(u.t_off + jr.start), u.r);
                 }
             } else {
-                // SAFETY: as above.
-                let tu = unsafe { std::slice::from_raw_parts_mut(tp.get().add(base + u.t_off), u.rows.len() * u.r) };
+                // SAFETY: as above; the kernel writes only columns jr of the unit's rows (the view
+                // spans them, and other threads write other columns of the same rows concurrently,
+                // never these).
+                let tu = unsafe { std::slice::from_raw_parts_mut(tp.get().add(u.t_off), u.rows.len() * u.r) };
                 ka.down(&x[u.rows.start * n..u.rows.end * n], n, u.rows.len(), &u.a[jr.start * u.lda..], u.lda, jr.len(), u.n_in, &mut tu[jr.start..], u.r);
             }
         };
-        if !plan.down.is_empty() && !private_down {
-            pool.run(|tid, nth| {
-                for u in &plan.down {
-                    // The int8 product takes columns from a group of 16.
-                    let jr = split(u.r, tid, nth, if u.a_i8.is_some() { 16 } else { 1 });
-                    if !jr.is_empty() {
-                        down(u, jr, 0);
-                    }
-                }
-            });
-        }
         pool.run(|tid, nth| {
-            let tbase = if private_down {
-                for u in &plan.down {
-                    down(u, 0..u.r, tid * plan.t_len);
+            for u in &plan.down {
+                // The int8 product takes columns from a group of 16.
+                let jr = split(u.r, tid, nth, if u.a_i8.is_some() { 16 } else { 1 });
+                if !jr.is_empty() {
+                    down(u, jr);
                 }
-                tid * plan.t_len
-            } else {
-                0
-            };
+            }
+            arrivals.arrive();
+            // Whether the other threads' shares of T are known complete.
+            let mut waited = false;
             for (ji, &(w, wb, y)) in jobs.iter().enumerate() {
                 let r = split(w.n_out, tid, nth, ROW_ALIGN);
                 if r.is_empty() {
@@ -440,9 +427,13 @@ impl Runner {
                     }
                 }
                 for u in plan.up.iter().filter(|u| u.job == ji) {
-                    // SAFETY: the T rows of unit u, written before this region (shared buffer) or
-                    // by this thread above (private buffer); only read here.
-                    let tu = unsafe { std::slice::from_raw_parts(tp.get().add(tbase + u.t_off), u.rows.len() * u.r) };
+                    if !waited {
+                        arrivals.wait_all(nth);
+                        waited = true;
+                    }
+                    // SAFETY: the T rows of unit u, written by every thread before `arrive` and read
+                    // after `wait_all` (so complete, and no longer written by anyone).
+                    let tu = unsafe { std::slice::from_raw_parts(tp.get().add(u.t_off), u.rows.len() * u.r) };
                     let yp = y.get().wrapping_add(u.rows.start * w.n_out + r.start);
                     let os = u.oscale.map(|o| &o[r.start..]);
                     // SAFETY: rows u.rows × columns r of the [t, n_out] output: this thread's columns.
