@@ -3,7 +3,9 @@
 //! all 7 projections; 16 sequences decoding in one batch with 16 different rank-16 LoRAs against
 //! 16 sequences sharing one; and the time to change one sequence's adapter set in a batch.
 //!
-//! `cargo run --release --example adapter_bench -- [-t THREADS] [-n TOKENS] [-r REPS]`
+//! `cargo run --release --example adapter_bench -- [-t THREADS] [-n TOKENS] [-r REPS]`: the
+//! single-sequence figures come from 3·REPS rounds of TOKENS decode steps of each case in turn,
+//! their ratios taken within each round.
 use graft::adapter::methods::Tensors;
 use graft::adapter::native::NativeAdapter;
 use graft::adapter::{Adapter, AdapterSet};
@@ -86,23 +88,36 @@ fn main() {
     let mut c_lora = [with(AdapterSet::fixed(&[(lora.clone(), 1.0)]))];
     let mut c_vera = [with(AdapterSet::fixed(&[(vera.clone(), 1.0)]))];
     decode(&mut runner, &mut none, 8, 1); // warm-up
-    // Interleave the three so that drift hits them alike.
-    let (mut b0, mut b1, mut b2) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..3 {
-        b0.push(decode(&mut runner, &mut none, n, reps));
-        b1.push(decode(&mut runner, &mut c_lora, n, reps));
-        b2.push(decode(&mut runner, &mut c_vera, n, reps));
+    // Rounds of n tokens of each, in turn, so that the VM's drift (±10% over minutes) hits the three
+    // alike; each ratio is taken within its round, and the table gives the mean of the middle half
+    // of the per-round ratios with its range (the quartiles).
+    let rounds = reps * 3;
+    let (mut t0, mut t1, mut t2) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        t0.push(decode(&mut runner, &mut none, n, 1));
+        t1.push(decode(&mut runner, &mut c_lora, n, 1));
+        t2.push(decode(&mut runner, &mut c_vera, n, 1));
     }
-    let med = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+    let med = |v: &[f64]| {
+        let mut w = v.to_vec();
+        w.sort_by(f64::total_cmp);
+        w[w.len() / 2]
     };
-    let (base, l16, v256) = (med(&mut b0), med(&mut b1), med(&mut b2));
-    println!("| test (batch 1 decode, {threads} threads) | tok/s | vs no adapter |");
+    // (mean of the middle half, first quartile, third quartile) of the per-round ratios.
+    let ratio = |a: &[f64]| {
+        let mut r: Vec<f64> = a.iter().zip(&t0).map(|(x, b)| x / b).collect();
+        r.sort_by(f64::total_cmp);
+        let q = r.len() / 4;
+        let mid = &r[q..r.len() - q];
+        (mid.iter().sum::<f64>() / mid.len() as f64, r[q], r[r.len() - 1 - q])
+    };
+    let (base, l16, v256) = (med(&t0), med(&t1), med(&t2));
+    let ((rl, rl0, rl1), (rv, rv0, rv1)) = (ratio(&t1), ratio(&t2));
+    println!("| test (batch 1 decode, {threads} threads; {rounds} rounds of {n} tokens) | median tok/s | vs no adapter (quartiles) |");
     println!("|---|---|---|");
-    println!("| no adapter | {base:.1} | 1.000 |");
-    println!("| LoRA r=16, 7 projections | {l16:.1} | {:.3} |", l16 / base);
-    println!("| VeRA r=256, 7 projections | {v256:.1} | {:.3} |", v256 / base);
+    println!("| no adapter | {base:.1} | 1 |");
+    println!("| LoRA r=16, 7 projections | {l16:.1} | {rl:.3} ({rl0:.3}–{rl1:.3}) |");
+    println!("| VeRA r=256, 7 projections | {v256:.1} | {rv:.3} ({rv0:.3}–{rv1:.3}) |");
 
     // 16 sequences: 16 different rank-16 LoRAs vs one shared.
     let many: Vec<Arc<Adapter>> = (0..16).map(|i| random(&model, "lora", 16, 100 + i)).collect();
@@ -113,7 +128,7 @@ fn main() {
         s1.push(decode(&mut runner, &mut shared, n / 2, reps));
         s2.push(decode(&mut runner, &mut distinct, n / 2, reps));
     }
-    let (sh, di) = (med(&mut s1), med(&mut s2));
+    let (sh, di) = (med(&s1), med(&s2));
     println!("| 16 sequences, one shared LoRA r=16 | {sh:.1} | |");
     println!("| 16 sequences, 16 different LoRAs r=16 | {di:.1} | {:.3} of shared |", di / sh);
 

@@ -469,24 +469,35 @@ impl Runner {
 /// `y[i, c] += s·oscale[c]·Σ_j B[c, j]·(tscale[j]·t[i, j])`, `B` packed (`r` a multiple of 32,
 /// `cols.start` of 16). `yp` points at (row `u.rows.start`, column `cols.start`) of the output.
 fn up_int8(k8: &crate::kernels::int8::Int8Kernels, u: &UpUnit, pb: &PackedMatrix, tu: &[f32], cols: Range<usize>, yp: *mut f32, ldy: usize) {
-    let (rows, r, nc) = (u.rows.len(), u.r, cols.len());
-    let scaled: Vec<f32> = match u.tscale {
-        Some(ts) => tu.chunks_exact(r).flat_map(|row| row.iter().zip(ts).map(|(a, b)| a * b)).collect(),
-        None => tu.to_vec(),
-    };
-    let mut q = crate::kernels::int8::QuantizedRows::default();
-    k8.quantize_rows(&scaled, r, rows, r / 32, &mut q);
-    let mut wv = vec![0f32; rows * nc];
-    // SAFETY: wv holds rows × nc floats with stride nc, owned here.
-    unsafe { k8.gemm_raw(&q, 0, rows, pb, cols.start, nc, 0, r / 32, wv.as_mut_ptr(), nc, false) };
-    for i in 0..rows {
-        for c in 0..nc {
-            let f = u.s * u.oscale.map_or(1.0, |o| o[cols.start + c]);
-            // SAFETY: the caller's rows u.rows × columns cols of the [t, ldy] output are this
-            // thread's alone; (i, c) is inside them.
-            unsafe { *yp.add(i * ldy + c) += f * wv[i * nc + c] };
-        }
+    thread_local! {
+        /// `λ_d ⊙ t`, its int8 rounding, and the product, reused from call to call (hundreds a token).
+        static SCRATCH: std::cell::RefCell<(Vec<f32>, crate::kernels::int8::QuantizedRows, Vec<f32>)> = Default::default();
     }
+    let (rows, r, nc) = (u.rows.len(), u.r, cols.len());
+    SCRATCH.with(|sc| {
+        let (scaled, q, wv) = &mut *sc.borrow_mut();
+        scaled.clear();
+        match u.tscale {
+            Some(ts) => scaled.extend(tu.chunks_exact(r).flat_map(|row| row.iter().zip(ts).map(|(a, b)| a * b))),
+            None => scaled.extend_from_slice(tu),
+        }
+        k8.quantize_rows(scaled, r, rows, r / 32, q);
+        wv.clear();
+        wv.resize(rows * nc, 0.0);
+        // SAFETY: wv holds rows × nc floats with stride nc, owned here.
+        unsafe { k8.gemm_raw(q, 0, rows, pb, cols.start, nc, 0, r / 32, wv.as_mut_ptr(), nc, false) };
+        for i in 0..rows {
+            // SAFETY: the caller's rows u.rows × columns cols of the [t, ldy] output are this
+            // thread's alone; row i's nc columns from yp are inside them, and nothing else
+            // references them during this call.
+            let y = unsafe { std::slice::from_raw_parts_mut(yp.add(i * ldy), nc) };
+            let w = &wv[i * nc..(i + 1) * nc];
+            match u.oscale {
+                Some(o) => y.iter_mut().zip(w.iter().zip(&o[cols.clone()])).for_each(|(y, (w, o))| *y += u.s * o * w),
+                None => y.iter_mut().zip(w).for_each(|(y, w)| *y += u.s * w),
+            }
+        }
+    });
 }
 
 /// MiSS "bat" for this thread's output rows `cols` of a `[t, n_out]` output `y`: for each block
