@@ -157,7 +157,24 @@ void graft_int8_gemm_avx512(const int8_t *qa, int64_t lda, const float *sa, cons
             else TILE(4, 1);
         }
     }
-    /* The remaining rows (decode: the only one) one at a time against 64 columns: four chains. */
+    /* Two or three rows left (VeRA's projections sharing B̂ at decode): together, so each packed
+     * block is loaded once for them. */
+    if (m - m4 == 2 || m - m4 == 3) {
+        const int64_t i = m4;
+        const int64_t step = m - m4 == 2 ? 64 : 32;
+        for (int64_t j = 0; j < n; j += step) {
+            const int64_t live = n - j < step ? n - j : step;
+            if (m - m4 == 3) {
+                if (live > 16) TILE(3, 2);
+                else TILE(3, 1);
+            } else if (live > 48) TILE(2, 4);
+            else if (live > 32) TILE(2, 3);
+            else if (live > 16) TILE(2, 2);
+            else TILE(2, 1);
+        }
+        return;
+    }
+    /* The remaining row (decode: the only one) against 64 columns: four chains. */
     for (int64_t i = m4; i < m; i++) {
         for (int64_t j = 0; j < n; j += 64) {
             const int64_t live = n - j < 64 ? n - j : 64;

@@ -405,6 +405,8 @@ impl Runner {
             arrivals.arrive();
             // Whether the other threads' shares of T are known complete.
             let mut waited = false;
+            // Int8 up-projection products computed ahead for a later unit (see `int8_ups`).
+            let mut ups: Vec<Option<Vec<f32>>> = vec![None; plan.up.len()];
             for (ji, &(w, wb, y)) in jobs.iter().enumerate() {
                 let r = split(w.n_out, tid, nth, ROW_ALIGN);
                 if r.is_empty() {
@@ -426,21 +428,34 @@ impl Runner {
                         }
                     }
                 }
-                for u in plan.up.iter().filter(|u| u.job == ji) {
+                for (ui, u) in plan.up.iter().enumerate().filter(|(_, u)| u.job == ji) {
                     if !waited {
                         arrivals.wait_all(nth);
                         waited = true;
                     }
                     // SAFETY: the T rows of unit u, written by every thread before `arrive` and read
                     // after `wait_all` (so complete, and no longer written by anyone).
-                    let tu = unsafe { std::slice::from_raw_parts(tp.get().add(u.t_off), u.rows.len() * u.r) };
+                    let t_of = |u: &UpUnit| unsafe { std::slice::from_raw_parts(tp.get().add(u.t_off), u.rows.len() * u.r) };
+                    let tu = t_of(u);
                     let yp = y.get().wrapping_add(u.rows.start * w.n_out + r.start);
                     let os = u.oscale.map(|o| &o[r.start..]);
-                    // SAFETY: rows u.rows × columns r of the [t, n_out] output: this thread's columns.
                     if let Some(pb) = u.b_i8 {
-                        up_int8(k8, u, pb, tu, r.clone(), yp, w.n_out);
+                        // This unit's products, computed here with those of every later unit
+                        // reading the same B (and kept for them), or kept from an earlier one.
+                        if ups[ui].is_none() {
+                            let group: Vec<usize> = (ui..plan.up.len()).filter(|&k| plan.up[k].b_i8.is_some_and(|b| std::ptr::eq(b, pb)) && plan.up[k].rows == u.rows).collect();
+                            let units: Vec<(&UpUnit, Range<usize>, &[f32])> =
+                                group.iter().map(|&k| (&plan.up[k], split(jobs[plan.up[k].job].0.n_out, tid, nth, ROW_ALIGN), t_of(&plan.up[k]))).collect();
+                            let mut out = vec![Vec::new(); group.len()];
+                            int8_ups(k8, pb, &units, &mut out);
+                            for (&k, o) in group.iter().zip(out) {
+                                ups[k] = Some(o);
+                            }
+                        }
+                        add_up(u, ups[ui].as_deref().expect("computed above"), r.clone(), yp, w.n_out);
                         continue;
                     }
+                    // SAFETY: rows u.rows × columns r of the [t, n_out] output: this thread's columns.
                     unsafe {
                         match u.bt_q8 {
                             Some(bq) => ka.up_q8_0_raw(tu, u.r, u.rows.len(), u.r, u.tscale, bq, u.ldb / 32 * 34, r.start, r.len(), os, u.s, yp, w.n_out),
@@ -465,39 +480,76 @@ impl Runner {
     }
 }
 
-/// An up-projection through the int8 products, for this thread's output columns `cols`:
-/// `y[i, c] += s·oscale[c]·Σ_j B[c, j]·(tscale[j]·t[i, j])`, `B` packed (`r` a multiple of 32,
-/// `cols.start` of 16). `yp` points at (row `u.rows.start`, column `cols.start`) of the output.
-fn up_int8(k8: &crate::kernels::int8::Int8Kernels, u: &UpUnit, pb: &PackedMatrix, tu: &[f32], cols: Range<usize>, yp: *mut f32, ldy: usize) {
+/// Up-projections through the int8 products that read one packed `B` (`r` a multiple of 32, every
+/// column range from a multiple of 16): for each unit `k` with this thread's output columns
+/// `cols_k`, `out[k][i, c] = Σ_j B[cols_k.start + c, j]·(tscale_k[j]·t_k[i, j])` (`rows × |cols_k|`).
+/// Where several units need the same columns of `B` (VeRA's projections reading one layer input
+/// share `B̂`), one product takes all their rows, so those columns of `B` are read once instead of
+/// once per projection; each row's values are the same bits as a product of its own.
+fn int8_ups(k8: &crate::kernels::int8::Int8Kernels, pb: &PackedMatrix, units: &[(&UpUnit, Range<usize>, &[f32])], out: &mut [Vec<f32>]) {
     thread_local! {
-        /// `λ_d ⊙ t`, its int8 rounding, and the product, reused from call to call (hundreds a token).
+        /// `λ_d ⊙ t` rows, their int8 rounding, and the product, reused from call to call.
         static SCRATCH: std::cell::RefCell<(Vec<f32>, crate::kernels::int8::QuantizedRows, Vec<f32>)> = Default::default();
     }
-    let (rows, r, nc) = (u.rows.len(), u.r, cols.len());
+    let r = units[0].0.r;
+    let mut cuts: Vec<usize> = units.iter().flat_map(|(_, c, _)| [c.start, c.end]).collect();
+    cuts.sort_unstable();
+    cuts.dedup();
+    for (k, (u, c, _)) in units.iter().enumerate() {
+        out[k].clear();
+        out[k].resize(u.rows.len() * c.len(), 0.0);
+    }
     SCRATCH.with(|sc| {
-        let (scaled, q, wv) = &mut *sc.borrow_mut();
-        scaled.clear();
-        match u.tscale {
-            Some(ts) => scaled.extend(tu.chunks_exact(r).flat_map(|row| row.iter().zip(ts).map(|(a, b)| a * b))),
-            None => scaled.extend_from_slice(tu),
-        }
-        k8.quantize_rows(scaled, r, rows, r / 32, q);
-        wv.clear();
-        wv.resize(rows * nc, 0.0);
-        // SAFETY: wv holds rows × nc floats with stride nc, owned here.
-        unsafe { k8.gemm_raw(q, 0, rows, pb, cols.start, nc, 0, r / 32, wv.as_mut_ptr(), nc, false) };
-        for i in 0..rows {
-            // SAFETY: the caller's rows u.rows × columns cols of the [t, ldy] output are this
-            // thread's alone; row i's nc columns from yp are inside them, and nothing else
-            // references them during this call.
-            let y = unsafe { std::slice::from_raw_parts_mut(yp.add(i * ldy), nc) };
-            let w = &wv[i * nc..(i + 1) * nc];
-            match u.oscale {
-                Some(o) => y.iter_mut().zip(w.iter().zip(&o[cols.clone()])).for_each(|(y, (w, o))| *y += u.s * o * w),
-                None => y.iter_mut().zip(w).for_each(|(y, w)| *y += u.s * w),
+        let (act, q, wv) = &mut *sc.borrow_mut();
+        for seg in cuts.windows(2) {
+            let (c0, c1) = (seg[0], seg[1]);
+            let who: Vec<usize> = (0..units.len()).filter(|&k| units[k].1.start <= c0 && c1 <= units[k].1.end).collect();
+            if who.is_empty() {
+                continue;
+            }
+            act.clear();
+            for &k in &who {
+                let (u, _, tu) = units[k];
+                match u.tscale {
+                    Some(ts) => act.extend(tu.chunks_exact(r).flat_map(|row| row.iter().zip(ts).map(|(a, b)| a * b))),
+                    None => act.extend_from_slice(tu),
+                }
+            }
+            let m = act.len() / r;
+            let nc = c1 - c0;
+            k8.quantize_rows(act, r, m, r / 32, q);
+            wv.clear();
+            wv.resize(m * nc, 0.0);
+            // SAFETY: wv holds m × nc floats with stride nc, owned here.
+            unsafe { k8.gemm_raw(q, 0, m, pb, c0, nc, 0, r / 32, wv.as_mut_ptr(), nc, false) };
+            let mut row = 0;
+            for &k in &who {
+                let (u, c, _) = &units[k];
+                let ldo = c.len();
+                for i in 0..u.rows.len() {
+                    out[k][i * ldo + c0 - c.start..i * ldo + c1 - c.start].copy_from_slice(&wv[row * nc..(row + 1) * nc]);
+                    row += 1;
+                }
             }
         }
     });
+}
+
+/// `y[i, c] += s·oscale[c]·w[i, c]` over an up-projection's rows and this thread's columns `cols`
+/// (`w` is `rows × |cols|`; `yp` points at row `u.rows.start`, column `cols.start` of the output).
+fn add_up(u: &UpUnit, w: &[f32], cols: Range<usize>, yp: *mut f32, ldy: usize) {
+    let nc = cols.len();
+    for i in 0..u.rows.len() {
+        // SAFETY: the caller's rows u.rows × columns cols of the [t, ldy] output are this thread's
+        // alone; row i's nc columns from yp are inside them, and nothing else references them
+        // during this call.
+        let y = unsafe { std::slice::from_raw_parts_mut(yp.add(i * ldy), nc) };
+        let w = &w[i * nc..(i + 1) * nc];
+        match u.oscale {
+            Some(o) => y.iter_mut().zip(w.iter().zip(&o[cols.clone()])).for_each(|(y, (w, o))| *y += u.s * o * w),
+            None => y.iter_mut().zip(w).for_each(|(y, w)| *y += u.s * w),
+        }
+    }
 }
 
 /// MiSS "bat" for this thread's output rows `cols` of a `[t, n_out]` output `y`: for each block
