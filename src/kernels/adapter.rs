@@ -166,20 +166,40 @@ impl AdapterKernels {
         if m == 0 || r == 0 {
             return;
         }
-        let ldt_c = check_matrix("adapter down", "t", t.len(), m, r, ldt);
+        check_matrix("adapter down", "t", t.len(), m, r, ldt);
+        // SAFETY: check_matrix showed every t[i*ldt + j], i < m, j < r, is inside t, which is
+        // exclusively borrowed for the call.
+        unsafe { self.down_raw(x, ldx, m, a, lda, r, n, t.as_mut_ptr(), ldt) }
+    }
+
+    /// [`AdapterKernels::down`] into a raw output, for threads that write different columns `j` of
+    /// the same rows of one buffer.
+    ///
+    /// # Safety
+    /// `t` must be valid for writes of `t[i*ldt + j]` for `i < m`, `j < r`, with `ldt >= r`, and no
+    /// other thread may access those elements during the call.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn down_raw(&self, x: &[f32], ldx: usize, m: usize, a: &[f32], lda: usize, r: usize, n: usize, t: *mut f32, ldt: usize) {
+        if m == 0 || r == 0 {
+            return;
+        }
+        assert!(ldt >= r, "adapter down: stride of t ({ldt}) is less than r ({r})");
         if n == 0 {
             for row in 0..m {
-                t[row * ldt..row * ldt + r].fill(0.0);
+                for j in 0..r {
+                    // SAFETY: element (row, j) of t, valid and this call's by the contract.
+                    unsafe { *t.add(row * ldt + j) = 0.0 };
+                }
             }
             return;
         }
         let ldx_c = check_matrix("adapter down", "x", x.len(), m, n, ldx);
         let lda_c = check_matrix("adapter down", "a", a.len(), r, n, lda);
-        // SAFETY: the kernel reads x[i*ldx + k] and a[j*lda + k] for i < m, j < r, k < n and writes
-        // t[i*ldt + j]; check_matrix showed every such index is inside its slice (and every stride
-        // is at least its row width, so no two written elements coincide). t is exclusively borrowed,
-        // so it aliases neither input. m, r, n are at most slice lengths, so they fit i64.
-        unsafe { (self.down)(x.as_ptr(), ldx_c, c_size(m), a.as_ptr(), lda_c, c_size(r), c_size(n), t.as_mut_ptr(), ldt_c) }
+        // SAFETY: the kernel reads x[i*ldx + k] and a[j*lda + k] for i < m, j < r, k < n (inside
+        // their slices by check_matrix) and writes t[i*ldt + j], which the caller guarantees are
+        // valid and this call's alone (so they alias neither input). m, r, n are at most slice
+        // lengths, so they fit i64.
+        unsafe { (self.down)(x.as_ptr(), ldx_c, c_size(m), a.as_ptr(), lda_c, c_size(r), c_size(n), t, ldt as i64) }
     }
 
     /// `y[i*ldy + c] += s·oscale[c]·Σ_j tscale[j]·t[i*ldt + j]·bt[j*ldb + c]`, `i < m`, `c < ncols`, `j < r`.

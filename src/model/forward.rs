@@ -387,11 +387,8 @@ impl Runner {
                     kq.gemm_raw(QuantType::Q8_0, u.n_in, &aq[jr.start * rb..jr.end * rb], jr.len(), &xq8[u.rows.start * rb..u.rows.end * rb], false, u.rows.len(), tp.get().add(u.t_off + jr.start), u.r);
                 }
             } else {
-                // SAFETY: as above; the kernel writes only columns jr of the unit's rows (the view
-                // spans them, and other threads write other columns of the same rows concurrently,
-                // never these).
-                let tu = unsafe { std::slice::from_raw_parts_mut(tp.get().add(u.t_off), u.rows.len() * u.r) };
-                ka.down(&x[u.rows.start * n..u.rows.end * n], n, u.rows.len(), &u.a[jr.start * u.lda..], u.lda, jr.len(), u.n_in, &mut tu[jr.start..], u.r);
+                // SAFETY: as above: columns jr of the unit's rows, this thread's alone.
+                unsafe { ka.down_raw(&x[u.rows.start * n..u.rows.end * n], n, u.rows.len(), &u.a[jr.start * u.lda..], u.lda, jr.len(), u.n_in, tp.get().add(u.t_off + jr.start), u.r) };
             }
         };
         pool.run(|tid, nth| {
