@@ -486,6 +486,12 @@ fn inspect_adapter(file: &std::path::Path) -> Result<Option<String>, String> {
     let mut s = String::new();
     let _ = writeln!(s, "adapter: {}", file.display());
     let _ = writeln!(s, "method: {}", n.method);
+    // MiSS's variant shows in its blocks' shapes: three axes for "bat", a narrower block for "mini".
+    if n.method == "miss" || n.method == "bone" {
+        let bat = n.tensors.iter().any(|(k, (sh, _))| k.ends_with(".miss_block") && sh.len() == 3);
+        let variant = if bat { "bat" } else if n.hyper.contains_key("mini_r") { "mini" } else { "default" };
+        let _ = writeln!(s, "variant: {variant}");
+    }
     for (k, v) in &n.hyper {
         let _ = writeln!(s, "hyper.{k}: {v}");
     }

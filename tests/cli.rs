@@ -251,3 +251,13 @@ fn killing_graft_train_never_leaves_a_torn_checkpoint_or_adapter() {
     }
     assert!(ck.join("checkpoint.safetensors").exists(), "no run got as far as its first checkpoint");
 }
+
+/// `graft inspect` names MiSS's variant (the PEFT fixtures of tests/peft_golden.rs).
+#[test]
+fn inspect_names_the_miss_variant() {
+    let data = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/peft");
+    for (fixture, variant) in [("miss", "default"), ("miss_mini", "mini"), ("miss_bat", "bat")] {
+        let (ok, out, err) = graft(&["inspect", data.join(fixture).to_str().unwrap()]);
+        assert!(ok && out.contains("method: miss") && out.contains(&format!("variant: {variant}\n")), "{fixture}: {out}{err}");
+    }
+}

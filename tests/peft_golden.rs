@@ -248,6 +248,32 @@ fn variant_refusals_name_the_field() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// MiSS "bat" through the other paths: GGUF LoRA export is refused with the reason (its change is
+/// full-rank); merging into the F32 tiny base gives PEFT's logits; graft's own format round-trips.
+#[test]
+fn miss_bat_export_and_merge() {
+    use graft::adapter::export::{export, Format};
+    let model = Arc::new(Model::load(data().join("tiny-llama.gguf")).unwrap());
+    let src = data().join("miss_bat");
+    let want = read_f32(&src.join("logits.f32"));
+    let tmp = std::env::temp_dir().join(format!("graft-peft-bat-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let e = export(&src, Format::GgufLora, &tmp.join("b.gguf"), &model, None).unwrap_err().to_string();
+    assert!(e.contains("bat") && e.contains("LoRA"), "{e}");
+    let reg = Registry::new(model.clone());
+    let ad = reg.load("bat", &src, 1.0).unwrap();
+    let rep = graft::adapter::merge::merge(&model, &[(ad, 1.0)], &tmp.join("m.gguf")).unwrap();
+    assert_eq!(rep.merged, 14);
+    let merged = Arc::new(Model::load(tmp.join("m.gguf")).unwrap());
+    let d = rel_diff(&logits(&merged, graft::adapter::AdapterSet::none()), &want);
+    assert!(d < TOL, "MiSS bat merged: logits differ from PEFT's by {d}");
+    export(&src, Format::Graft, &tmp.join("b.safetensors"), &model, None).unwrap();
+    let back = reg.load("back", &tmp.join("b.safetensors"), 1.0).unwrap();
+    let d = rel_diff(&logits(&model, reg.set(&[("back", 1.0)]).unwrap()), &want);
+    assert!(d < TOL && back.method == "miss", "graft's format: {d}");
+    std::fs::remove_dir_all(&tmp).ok();
+}
+
 /// `lora_bias` through the other paths: q/k rows converted to GGUF order and back give the same
 /// logits; GGUF LoRA export and merging are refused (neither can hold the bias), naming it.
 #[test]
