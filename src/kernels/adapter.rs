@@ -61,20 +61,7 @@ static NEON: AdapterKernels = AdapterKernels {
 
 /// The adapter table of `isa`, or `None` when this CPU cannot run it.
 pub fn adapter_kernels(isa: Isa) -> Option<&'static AdapterKernels> {
-    if !isa.supported() {
-        return None;
-    }
-    match isa {
-        Isa::Ref => Some(&REF),
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => Some(&AVX2),
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => Some(&AVX512),
-        #[cfg(target_arch = "aarch64")]
-        Isa::Neon => Some(&NEON),
-        #[allow(unreachable_patterns)]
-        _ => None,
-    }
+    table_of_isa!(isa, &REF, &AVX2, &AVX512, &NEON)
 }
 
 /// The adapter table of the ISA in use ([`super::selected_isa`]), the reference if that ISA has none.

@@ -6,6 +6,29 @@
 //! Everything above this module calls operations, never an ISA.
 use std::sync::OnceLock;
 
+/// The table of one kernel family that `$isa` selects among its per-ISA statics (`$avx2`, `$avx512`
+/// exist on x86-64 only, `$neon` on AArch64 only), or `None` when this CPU cannot run `$isa` or the
+/// target has no table for it. Every family's `*_kernels(isa)` is this.
+macro_rules! table_of_isa {
+    ($isa:expr, $reference:expr, $avx2:expr, $avx512:expr, $neon:expr) => {{
+        let isa: $crate::kernels::Isa = $isa;
+        if !isa.supported() {
+            return None;
+        }
+        match isa {
+            $crate::kernels::Isa::Ref => Some($reference),
+            #[cfg(target_arch = "x86_64")]
+            $crate::kernels::Isa::Avx2 => Some($avx2),
+            #[cfg(target_arch = "x86_64")]
+            $crate::kernels::Isa::Avx512 => Some($avx512),
+            #[cfg(target_arch = "aarch64")]
+            $crate::kernels::Isa::Neon => Some($neon),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }};
+}
+
 pub mod adapter;
 pub mod int8;
 pub mod ops;

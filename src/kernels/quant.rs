@@ -142,20 +142,7 @@ static AVX512_S: QuantKernels = AVX512;
 
 /// The table of `isa`, or `None` when this CPU cannot run it (or no table exists for it yet).
 pub fn quant_kernels(isa: Isa) -> Option<&'static QuantKernels> {
-    if !isa.supported() {
-        return None;
-    }
-    match isa {
-        Isa::Ref => Some(&REF_S),
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => Some(&AVX2_S),
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => Some(&AVX512_S),
-        #[cfg(target_arch = "aarch64")]
-        Isa::Neon => Some(&NEON_S),
-        #[allow(unreachable_patterns)]
-        _ => None,
-    }
+    table_of_isa!(isa, &REF_S, &AVX2_S, &AVX512_S, &NEON_S)
 }
 
 /// The table of the ISA in use.
