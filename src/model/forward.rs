@@ -402,8 +402,13 @@ impl Runner {
             arrivals.arrive();
             // Whether the other threads' shares of T are known complete.
             let mut waited = false;
-            // Int8 up-projection products computed ahead for a later unit (see `int8_ups`).
-            let mut ups: Vec<Option<Vec<f32>>> = vec![None; plan.up.len()];
+            // Int8 up-projection products by unit, computed ahead for later units (see `int8_ups`),
+            // with whether each is computed in this region: per-thread buffers kept from region
+            // to region for their capacity.
+            let (mut ups, mut have) = UP_STASH.with(|c| std::mem::take(&mut *c.borrow_mut()));
+            ups.resize_with(plan.up.len(), Vec::new);
+            have.clear();
+            have.resize(plan.up.len(), false);
             for (ji, &(w, wb, y)) in jobs.iter().enumerate() {
                 let r = split(w.n_out, tid, nth, ROW_ALIGN);
                 if r.is_empty() {
@@ -439,17 +444,15 @@ impl Runner {
                     if let Some(pb) = u.b_i8 {
                         // This unit's products, computed here with those of every later unit
                         // reading the same B (and kept for them), or kept from an earlier one.
-                        if ups[ui].is_none() {
-                            let group: Vec<usize> = (ui..plan.up.len()).filter(|&k| plan.up[k].b_i8.is_some_and(|b| std::ptr::eq(b, pb)) && plan.up[k].rows == u.rows).collect();
-                            let units: Vec<(&UpUnit, Range<usize>, &[f32])> =
-                                group.iter().map(|&k| (&plan.up[k], split(jobs[plan.up[k].job].0.n_out, tid, nth, ROW_ALIGN), t_of(&plan.up[k]))).collect();
-                            let mut out = vec![Vec::new(); group.len()];
-                            int8_ups(k8, pb, &units, &mut out);
-                            for (&k, o) in group.iter().zip(out) {
-                                ups[k] = Some(o);
-                            }
+                        if !have[ui] {
+                            let units: Vec<(usize, &UpUnit, Range<usize>, &[f32])> = (ui..plan.up.len())
+                                .filter(|&k| plan.up[k].b_i8.is_some_and(|b| std::ptr::eq(b, pb)) && plan.up[k].rows == u.rows)
+                                .map(|k| (k, &plan.up[k], split(jobs[plan.up[k].job].0.n_out, tid, nth, ROW_ALIGN), t_of(&plan.up[k])))
+                                .collect();
+                            int8_ups(k8, pb, &units, &mut ups);
+                            units.iter().for_each(|&(k, ..)| have[k] = true);
                         }
-                        add_up(u, ups[ui].as_deref().expect("computed above"), r.clone(), yp, w.n_out);
+                        add_up(u, &ups[ui], r.clone(), yp, w.n_out);
                         continue;
                     }
                     // SAFETY: rows u.rows × columns r of the [t, n_out] output: this thread's columns.
@@ -472,27 +475,34 @@ impl Runner {
                     miss_bat(kq, w, wb, at, x, u, r.clone(), y);
                 }
             }
+            UP_STASH.with(|c| *c.borrow_mut() = (ups, have));
         });
         Ok(())
     }
 }
 
+thread_local! {
+    /// Each thread's buffers for `int8_ups`' results (by up-projection unit) and their flags.
+    static UP_STASH: std::cell::RefCell<(Vec<Vec<f32>>, Vec<bool>)> = Default::default();
+}
+
 /// Up-projections through the int8 products that read one packed `B` (`r` a multiple of 32, every
-/// column range from a multiple of 16): for each unit `k` with this thread's output columns
-/// `cols_k`, `out[k][i, c] = Σ_j B[cols_k.start + c, j]·(tscale_k[j]·t_k[i, j])` (`rows × |cols_k|`).
+/// column range from a multiple of 16): for each unit `u` (at index `k` of `out`) with this
+/// thread's output columns `cols`, `out[k][i, c] = Σ_j B[cols.start + c, j]·(tscale[j]·t[i, j])`
+/// (`rows × |cols|`).
 /// Where several units need the same columns of `B` (VeRA's projections reading one layer input
 /// share `B̂`), one product takes all their rows, so those columns of `B` are read once instead of
 /// once per projection; each row's values are the same bits as a product of its own.
-fn int8_ups(k8: &crate::kernels::int8::Int8Kernels, pb: &PackedMatrix, units: &[(&UpUnit, Range<usize>, &[f32])], out: &mut [Vec<f32>]) {
+fn int8_ups(k8: &crate::kernels::int8::Int8Kernels, pb: &PackedMatrix, units: &[(usize, &UpUnit, Range<usize>, &[f32])], out: &mut [Vec<f32>]) {
     thread_local! {
         /// `λ_d ⊙ t` rows, their int8 rounding, and the product, reused from call to call.
         static SCRATCH: std::cell::RefCell<(Vec<f32>, crate::kernels::int8::QuantizedRows, Vec<f32>)> = Default::default();
     }
-    let r = units[0].0.r;
-    let mut cuts: Vec<usize> = units.iter().flat_map(|(_, c, _)| [c.start, c.end]).collect();
+    let r = units[0].1.r;
+    let mut cuts: Vec<usize> = units.iter().flat_map(|(_, _, c, _)| [c.start, c.end]).collect();
     cuts.sort_unstable();
     cuts.dedup();
-    for (k, (u, c, _)) in units.iter().enumerate() {
+    for &(k, u, ref c, _) in units {
         out[k].clear();
         out[k].resize(u.rows.len() * c.len(), 0.0);
     }
@@ -500,13 +510,13 @@ fn int8_ups(k8: &crate::kernels::int8::Int8Kernels, pb: &PackedMatrix, units: &[
         let (act, q, wv) = &mut *sc.borrow_mut();
         for seg in cuts.windows(2) {
             let (c0, c1) = (seg[0], seg[1]);
-            let who: Vec<usize> = (0..units.len()).filter(|&k| units[k].1.start <= c0 && c1 <= units[k].1.end).collect();
+            let who: Vec<usize> = (0..units.len()).filter(|&g| units[g].2.start <= c0 && c1 <= units[g].2.end).collect();
             if who.is_empty() {
                 continue;
             }
             act.clear();
-            for &k in &who {
-                let (u, _, tu) = units[k];
+            for &g in &who {
+                let (_, u, _, tu) = units[g];
                 match u.tscale {
                     Some(ts) => act.extend(tu.chunks_exact(r).flat_map(|row| row.iter().zip(ts).map(|(a, b)| a * b))),
                     None => act.extend_from_slice(tu),
@@ -520,9 +530,9 @@ fn int8_ups(k8: &crate::kernels::int8::Int8Kernels, pb: &PackedMatrix, units: &[
             // SAFETY: wv holds m × nc floats with stride nc, owned here.
             unsafe { k8.gemm_raw(q, 0, m, pb, c0, nc, 0, r / 32, wv.as_mut_ptr(), nc, false) };
             let mut row = 0;
-            for &k in &who {
-                let (u, c, _) = &units[k];
-                let ldo = c.len();
+            for &g in &who {
+                let (k, u, c, _) = &units[g];
+                let (k, ldo) = (*k, c.len());
                 for i in 0..u.rows.len() {
                     out[k][i * ldo + c0 - c.start..i * ldo + c1 - c.start].copy_from_slice(&wv[row * nc..(row + 1) * nc]);
                     row += 1;
