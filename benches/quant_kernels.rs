@@ -1,7 +1,8 @@
 //! Criterion benches of the quantized products per ISA and weight format, at the default model's
 //! shapes, single-threaded, in bytes of weights streamed: GEMV (decode, m = 1) and GEMM (prefill,
-//! m = 64), with 8-bit activations, plus the fp32-activation GEMV; and row dequantization (what
-//! training does to every weight panel).
+//! m = 64), with 8-bit activations, plus the fp32-activation GEMV (and Q8_0 weights against Q8_1
+//! activations, as adapter factors read a Q4_1 base's); and row dequantization (what training does
+//! to every weight panel).
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use graft::kernels::{available_isas, quant::quant_kernels};
 use graft::quant::{QuantType, WEIGHT_TYPES};
@@ -52,6 +53,15 @@ fn products(c: &mut Criterion) {
                 g.bench_function(BenchmarkId::new(format!("{}_f32act", t.name()), name), |b| {
                     b.iter(|| k.gemm_f32(t, n, black_box(&w), rows, &x[..n], 1, &mut y, rows).unwrap())
                 });
+                if t == QuantType::Q8_0 {
+                    // The same weights against Q8_1 activations (an adapter's Q8_0 factor on a Q4_1 base).
+                    let rb1 = QuantType::Q8_1.row_bytes(n).unwrap();
+                    let mut x1 = vec![0u8; rb1];
+                    k.quantize_act(QuantType::Q8_1, &x[..n], &mut x1).unwrap();
+                    g.bench_function(BenchmarkId::new("Q8_0_q8_1act", name), |b| {
+                        b.iter(|| k.gemm_q8_0(QuantType::Q8_1, n, black_box(&w), rows, &x1, 1, &mut y, rows).unwrap())
+                    });
+                }
                 if isa != graft::kernels::Isa::Ref {
                     g.throughput(Throughput::Bytes(w.len() as u64 * 64));
                     g.bench_function(BenchmarkId::new(format!("{}_gemm_m64", t.name()), name), |b| {

@@ -8,6 +8,9 @@
  *   q4_K, q5_K, q6_K    -> q8_K activations
  * Every quantized format also has a product with f32 activations (`graft_gemm_<wfmt>_f32_*`): the
  * weights dequantized on the fly, no activation rounding, for graft's fp32 numerics.
+ * q8_0 weights also have a product with q8_1 activations (`graft_gemm_q8_0_q8_1_*`): a q8_1 block's
+ * d and qs are the q8_0 block of the same values (its s goes unused), so an adapter's Q8_0 factors
+ * read the activations a q4_1 or q5_1 base already quantized, with the bits of a q8_0 product.
  * A row of n elements of format T takes n / block_size(T) blocks; n is a multiple of the block size. */
 #ifndef GRAFT_KERNELS_QUANT_H
 #define GRAFT_KERNELS_QUANT_H
@@ -55,6 +58,7 @@ extern "C" {
     GRAFT_DECLARE_GEMM(q5_0, q8_0, isa)                                                               \
     GRAFT_DECLARE_GEMM(q5_1, q8_1, isa)                                                               \
     GRAFT_DECLARE_GEMM(q8_0, q8_0, isa)                                                               \
+    GRAFT_DECLARE_GEMM(q8_0, q8_1, isa)                                                               \
     GRAFT_DECLARE_GEMM(q4_K, q8_K, isa)                                                               \
     GRAFT_DECLARE_GEMM(q5_K, q8_K, isa)                                                               \
     GRAFT_DECLARE_GEMM(q6_K, q8_K, isa)                                                               \

@@ -273,6 +273,51 @@ fn products_are_independent_of_batch_size() {
     }
 }
 
+/// Q8_0 weights against Q8_1 activations (what an adapter's Q8_0 factors read on a Q4_1 base): the
+/// bits of the Q8_0 product over the same values, on every ISA and over odd sizes, the reference's
+/// within the variant tolerance of f64, and lengths checked.
+#[test]
+fn q8_0_weights_read_q8_1_activations_as_q8_0() {
+    let mut rng = Rng(11);
+    let r = quant_kernels(Isa::Ref).unwrap();
+    for isa in available_isas() {
+        let k = quant_kernels(isa).unwrap();
+        for &nb in &NS_BLOCKS {
+            let n = nb * 32;
+            for &nrows in &ROWS {
+                let m = MS[(nb + nrows) % MS.len()];
+                let w = random_rows(QuantType::Q8_0, n, nrows, &mut rng);
+                let x: Vec<f32> = (0..m * n).map(|_| rng.f32() * 2.0).collect();
+                let (x0, x1) = (quantize_rows(k, QuantType::Q8_0, &x, n), quantize_rows(k, QuantType::Q8_1, &x, n));
+                let ldy = nrows + 2;
+                let (mut a, mut b, mut c) = (vec![7f32; m * ldy], vec![7f32; m * ldy], vec![7f32; m * ldy]);
+                k.gemm(QuantType::Q8_0, n, &w, nrows, &x0, m, &mut a, ldy).unwrap();
+                k.gemm_q8_0(QuantType::Q8_1, n, &w, nrows, &x1, m, &mut b, ldy).unwrap();
+                k.gemm_q8_0(QuantType::Q8_0, n, &w, nrows, &x0, m, &mut c, ldy).unwrap();
+                for (j, ((p, q), v)) in a.iter().zip(&b).zip(&c).enumerate() {
+                    assert_eq!(p.to_bits(), q.to_bits(), "{isa:?} n={n} nrows={nrows} m={m} [{j}]: Q8_1 activations {q} vs Q8_0 {p}");
+                    assert_eq!(p.to_bits(), v.to_bits(), "{isa:?} gemm_q8_0 with Q8_0 activations [{j}]");
+                }
+                // Against f64 on the dequantized values (the reference's own activations).
+                let xr = quantize_rows(r, QuantType::Q8_1, &x, n);
+                let mut d = vec![0f32; m * nrows];
+                k.gemm_q8_0(QuantType::Q8_1, n, &w, nrows, &xr, m, &mut d, nrows).unwrap();
+                let (want, mag) = f64_product(&dequant(r, QuantType::Q8_0, &w, n), &dequant_act(r, QuantType::Q8_1, &xr, n), n, nrows, m);
+                for (j, v) in d.iter().enumerate() {
+                    let err = (*v as f64 - want[j]).abs() / mag[j].max(1e-3);
+                    assert!(err <= tol_variant(QuantType::Q8_0), "{isa:?} n={n} nrows={nrows} m={m} [{j}]: {v} vs f64 {} ({err:e})", want[j]);
+                }
+            }
+        }
+        let (w, x1) = (vec![0u8; 34 * 2], vec![0u8; 36]);
+        let mut y = vec![0f32; 2];
+        assert!(k.gemm_q8_0(QuantType::Q8_1, 32, &w, 2, &x1[..35], 1, &mut y, 2).is_err(), "{isa:?}: short Q8_1 activations");
+        assert!(k.gemm_q8_0(QuantType::Q8_1, 32, &w[..67], 2, &x1, 1, &mut y, 2).is_err(), "{isa:?}: short weights");
+        assert!(k.gemm_q8_0(QuantType::Q8_K, 256, &w, 0, &x1, 0, &mut y, 2).is_err(), "{isa:?}: Q8_K activations");
+        assert!(k.gemm_q8_0(QuantType::Q8_1, 32, &w, 2, &x1, 1, &mut y, 2).is_ok());
+    }
+}
+
 /// Activation quantizers of every ISA against the reference. The SIMD quantizers follow llama.cpp's
 /// AVX2 path (id = 127/amax, round half to even) where the reference follows ggml's scalar one
 /// (id = 1/d, roundf): a quant may differ by one step where the scaled value sits near a tie.

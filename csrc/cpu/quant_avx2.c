@@ -224,6 +224,8 @@ GEMM_AVX2(graft_gemm_q4_0_q8_0_avx2, graft_block_q4_0, graft_block_q8_0, LOAD_Q4
 /* Q8_0 x Q8_0. */
 #define LOAD_Q8_0 const __m256i wq = LOADX(wb)
 GEMM_AVX2(graft_gemm_q8_0_q8_0_avx2, graft_block_q8_0, graft_block_q8_0, LOAD_Q8_0, DOT_S8, D16, 0, ZERO)
+/* Q8_0 x Q8_1: the same, reading the activations' d and qs (their s unused). */
+GEMM_AVX2(graft_gemm_q8_0_q8_1_avx2, graft_block_q8_0, graft_block_q8_1, LOAD_Q8_0, DOT_S8, D16, 0, ZERO)
 
 /* Q5_0 / Q5_1: the fifth bits (one per element, in qh) become 0x10 in each byte. */
 static inline __m256i bits_to_bytes(const uint8_t *qh4) {

@@ -110,4 +110,5 @@ static inline int32x4_t dot32(int8x16_t w0, int8x16_t w1, const int8_t *x) {
 
 GEMM_NEON(graft_gemm_q4_0_q8_0_neon, graft_block_q4_0, graft_block_q8_0, UNPACK_Q4_0, NO_MIN)
 GEMM_NEON(graft_gemm_q8_0_q8_0_neon, graft_block_q8_0, graft_block_q8_0, UNPACK_Q8_0, NO_MIN)
+GEMM_NEON(graft_gemm_q8_0_q8_1_neon, graft_block_q8_0, graft_block_q8_1, UNPACK_Q8_0, NO_MIN)
 GEMM_NEON(graft_gemm_q4_1_q8_1_neon, graft_block_q4_1, graft_block_q8_1, UNPACK_Q4_1, MIN_TERM)

@@ -304,6 +304,19 @@ static float dot_q8_0(int64_t n, const void *vw, const void *vx) {
     return s;
 }
 
+/* Q8_0 weights against Q8_1 activations: dot_q8_0's arithmetic, the activation's s unused. */
+static float dot_q8_0_q8_1(int64_t n, const void *vw, const void *vx) {
+    const graft_block_q8_0 *w = vw;
+    const graft_block_q8_1 *x = vx;
+    float s = 0;
+    for (int64_t b = 0; b < n / 32; b++) {
+        int sumi = 0;
+        for (int j = 0; j < 32; j++) sumi += w[b].qs[j] * x[b].qs[j];
+        s += sumi * (graft_h2f(w[b].d) * graft_h2f(x[b].d));
+    }
+    return s;
+}
+
 /* K-quants: integer sums per sub-block, scaled by the sub-block scales; the min term uses the
  * activation block's 16-element sums. */
 static float dot_q4_K(int64_t n, const void *vw, const void *vx) {
@@ -379,14 +392,15 @@ static float dot_q6_K(int64_t n, const void *vw, const void *vx) {
 
 /* ---------------------------------------------------------------- products */
 
-#define GRAFT_GEMM_REF(wfmt, afmt)                                                                      \
+#define GRAFT_GEMM_REF_DOT(wfmt, afmt, dot)                                                             \
     void graft_gemm_##wfmt##_##afmt##_ref(int64_t n, const void *w, size_t w_stride, int64_t nrows,     \
                                           const void *x, size_t x_stride, int64_t m, float *y,          \
                                           int64_t ldy) {                                                \
         for (int64_t i = 0; i < m; i++)                                                                 \
             for (int64_t r = 0; r < nrows; r++)                                                         \
-                y[i * ldy + r] = dot_##wfmt(n, (const char *)w + r * w_stride, (const char *)x + i * x_stride); \
+                y[i * ldy + r] = dot(n, (const char *)w + r * w_stride, (const char *)x + i * x_stride); \
     }
+#define GRAFT_GEMM_REF(wfmt, afmt) GRAFT_GEMM_REF_DOT(wfmt, afmt, dot_##wfmt)
 
 GRAFT_GEMM_REF(f32, f32)
 GRAFT_GEMM_REF(f16, f32)
@@ -396,6 +410,7 @@ GRAFT_GEMM_REF(q4_1, q8_1)
 GRAFT_GEMM_REF(q5_0, q8_0)
 GRAFT_GEMM_REF(q5_1, q8_1)
 GRAFT_GEMM_REF(q8_0, q8_0)
+GRAFT_GEMM_REF_DOT(q8_0, q8_1, dot_q8_0_q8_1)
 GRAFT_GEMM_REF(q4_K, q8_K)
 GRAFT_GEMM_REF(q5_K, q8_K)
 GRAFT_GEMM_REF(q6_K, q8_K)

@@ -40,6 +40,8 @@ pub struct QuantKernels {
     q8_1: QuantizeFn,
     q8_k: QuantizeFn,
     mats: [MatKernels; 11],
+    /// `Y = X·Wᵀ` with Q8_0 weights and Q8_1 activations (the bits of the Q8_0 product).
+    q8_0_q8_1: GemmFn,
 }
 
 fn slot(t: QuantType) -> Option<usize> {
@@ -71,6 +73,7 @@ const REF: QuantKernels = QuantKernels {
         mat!(Q8_K, graft_gemm_q5_K_q8_K_ref, graft_gemm_q5_K_f32_ref, graft_gemm_dx_q5_K_ref, graft_dequantize_row_q5_K_ref),
         mat!(Q8_K, graft_gemm_q6_K_q8_K_ref, graft_gemm_q6_K_f32_ref, graft_gemm_dx_q6_K_ref, graft_dequantize_row_q6_K_ref),
     ],
+    q8_0_q8_1: sys::graft_gemm_q8_0_q8_1_ref,
 };
 
 /// Builds an ISA's table: the listed products and quantizers of that ISA over the reference table
@@ -97,11 +100,13 @@ macro_rules! isa_table {
 }
 
 /// `t` with the AVX2 dequantizers of Q4_0, Q4_1 and Q8_0 (bit-exact with the reference).
+/// (And its Q8_0 × Q8_1 product.)
 #[cfg(target_arch = "x86_64")]
 const fn with_avx2_dequant(mut t: QuantKernels) -> QuantKernels {
     t.mats[3].dequantize = sys::graft_dequantize_row_q4_0_avx2;
     t.mats[4].dequantize = sys::graft_dequantize_row_q4_1_avx2;
     t.mats[7].dequantize = sys::graft_dequantize_row_q8_0_avx2;
+    t.q8_0_q8_1 = sys::graft_gemm_q8_0_q8_1_avx2;
     t
 }
 
@@ -126,11 +131,14 @@ const AVX512: QuantKernels = QuantKernels { isa: Isa::Avx512, ..AVX2 };
 
 /// NEON: the 32-block formats with 8-bit activations and their quantizers; the rest on the reference.
 #[cfg(target_arch = "aarch64")]
-const NEON: QuantKernels = isa_table!(Isa::Neon, graft_quantize_row_q8_0_neon, graft_quantize_row_q8_1_neon, graft_quantize_row_q8_K_ref, [
-    (3, graft_gemm_q4_0_q8_0_neon, graft_gemm_dx_q4_0_ref),
-    (4, graft_gemm_q4_1_q8_1_neon, graft_gemm_dx_q4_1_ref),
-    (7, graft_gemm_q8_0_q8_0_neon, graft_gemm_dx_q8_0_ref),
-]);
+const NEON: QuantKernels = QuantKernels {
+    q8_0_q8_1: sys::graft_gemm_q8_0_q8_1_neon,
+    ..isa_table!(Isa::Neon, graft_quantize_row_q8_0_neon, graft_quantize_row_q8_1_neon, graft_quantize_row_q8_K_ref, [
+        (3, graft_gemm_q4_0_q8_0_neon, graft_gemm_dx_q4_0_ref),
+        (4, graft_gemm_q4_1_q8_1_neon, graft_gemm_dx_q4_1_ref),
+        (7, graft_gemm_q8_0_q8_0_neon, graft_gemm_dx_q8_0_ref),
+    ])
+};
 
 static REF_S: QuantKernels = REF;
 #[cfg(target_arch = "aarch64")]
@@ -241,6 +249,49 @@ impl QuantKernels {
         let wrb = w_ty.row_bytes(n).expect("whole blocks");
         let xrb = act.row_bytes(n).expect("whole blocks");
         assert!(w.len() >= nrows * wrb && x.len() >= m * xrb && ldy >= nrows, "gemm_raw: lengths");
+        // SAFETY: inputs checked just above; the output contract is the caller's (see # Safety).
+        unsafe { f(n as i64, w.as_ptr().cast(), wrb, nrows as i64, x.as_ptr().cast(), xrb, m as i64, y, ldy as i64) }
+    }
+
+    /// `y[i·ldy + r] = W[r] · X[i]` for Q8_0 weights `W` against activations `X` in `act`, Q8_0 or
+    /// Q8_1 (whose `d` and `qs` are Q8_0's: the same bits either way), so that Q8_0 matrices read
+    /// the activations a base of either activation format quantized.
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemm_q8_0(&self, act: QuantType, n: usize, w: &[u8], nrows: usize, x: &[u8], m: usize, y: &mut [f32], ldy: usize) -> Result<()> {
+        if !matches!(act, QuantType::Q8_0 | QuantType::Q8_1) {
+            return Err(Error::invalid("gemm_q8_0", format!("activations in {act}: Q8_0 weights read Q8_0 or Q8_1")));
+        }
+        let wrb = row_bytes("gemm_q8_0", QuantType::Q8_0, n)?;
+        let xrb = row_bytes("gemm_q8_0", act, n)?;
+        need("gemm_q8_0", "weights (bytes)", w.len(), nrows * wrb)?;
+        need("gemm_q8_0", "activations (bytes)", x.len(), m * xrb)?;
+        if m > 0 && nrows > 0 {
+            if ldy < nrows {
+                return Err(Error::invalid("gemm_q8_0", format!("ldy {ldy} < nrows {nrows}")));
+            }
+            need("gemm_q8_0", "y", y.len(), (m - 1) * ldy + nrows)?;
+        }
+        // SAFETY: lengths checked above, as in `gemm`; y is exclusively borrowed.
+        unsafe { self.gemm_q8_0_raw(act, n, w, nrows, x, m, y.as_mut_ptr(), ldy) };
+        Ok(())
+    }
+
+    /// [`QuantKernels::gemm_q8_0`] writing through a raw pointer, for threads that each fill other
+    /// columns of one output matrix.
+    ///
+    /// # Safety
+    /// As [`QuantKernels::gemm_raw`]; `act` must be Q8_0 or Q8_1 and `w`, `x` hold `nrows` Q8_0 rows
+    /// and `m` rows of `act` of `n` elements (checked, panics otherwise).
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn gemm_q8_0_raw(&self, act: QuantType, n: usize, w: &[u8], nrows: usize, x: &[u8], m: usize, y: *mut f32, ldy: usize) {
+        let f = match act {
+            QuantType::Q8_0 => self.mats[slot(QuantType::Q8_0).expect("a weight format")].gemm,
+            QuantType::Q8_1 => self.q8_0_q8_1,
+            _ => panic!("gemm_q8_0_raw: activations in {act}: Q8_0 weights read Q8_0 or Q8_1"),
+        };
+        let wrb = QuantType::Q8_0.row_bytes(n).expect("whole blocks");
+        let xrb = act.row_bytes(n).expect("whole blocks");
+        assert!(w.len() >= nrows * wrb && x.len() >= m * xrb && ldy >= nrows, "gemm_q8_0_raw: lengths");
         // SAFETY: inputs checked just above; the output contract is the caller's (see # Safety).
         unsafe { f(n as i64, w.as_ptr().cast(), wrb, nrows as i64, x.as_ptr().cast(), xrb, m as i64, y, ldy as i64) }
     }

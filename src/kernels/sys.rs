@@ -242,6 +242,19 @@ extern "C" {
     );
 }
 extern "C" {
+    pub fn graft_gemm_q8_0_q8_1_ref(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
     pub fn graft_gemm_q4_K_q8_K_ref(
         n: i64,
         w: *const ::std::os::raw::c_void,
@@ -629,6 +642,19 @@ extern "C" {
 }
 extern "C" {
     pub fn graft_gemm_q8_0_q8_0_avx2(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_q8_0_q8_1_avx2(
         n: i64,
         w: *const ::std::os::raw::c_void,
         w_stride: usize,
@@ -1040,6 +1066,19 @@ extern "C" {
     );
 }
 extern "C" {
+    pub fn graft_gemm_q8_0_q8_1_avx512(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
     pub fn graft_gemm_q4_K_q8_K_avx512(
         n: i64,
         w: *const ::std::os::raw::c_void,
@@ -1427,6 +1466,19 @@ extern "C" {
 }
 extern "C" {
     pub fn graft_gemm_q8_0_q8_0_neon(
+        n: i64,
+        w: *const ::std::os::raw::c_void,
+        w_stride: usize,
+        nrows: i64,
+        x: *const ::std::os::raw::c_void,
+        x_stride: usize,
+        m: i64,
+        y: *mut f32,
+        ldy: i64,
+    );
+}
+extern "C" {
+    pub fn graft_gemm_q8_0_q8_1_neon(
         n: i64,
         w: *const ::std::os::raw::c_void,
         w_stride: usize,

@@ -352,8 +352,11 @@ impl Runner {
         let (layer, segs, ad) = adapters;
         let plan = AdapterPlan::build(layer, segs, &jobs.iter().map(|j| j.0).collect::<Vec<_>>(), model, nm == Numerics::Q8);
         let ka = crate::kernels::adapter::selected();
-        // 8-bit factors read the input as Q8_0 rows.
-        if plan.down.iter().any(|u| u.a_q8.is_some()) {
+        // 8-bit factors read the input as Q8_0 rows: those the base product reads where its
+        // activations are Q8_0 or Q8_1 (whose d and qs are Q8_0's), else a Q8_0 copy made here.
+        let own_q8 = !matches!(at, QuantType::Q8_0 | QuantType::Q8_1);
+        let down_act = if own_q8 { QuantType::Q8_0 } else { at };
+        if own_q8 && plan.down.iter().any(|u| u.a_q8.is_some()) {
             let rb = QuantType::Q8_0.row_bytes(n).expect("8-bit factors only for widths of whole blocks");
             let q = grow(&mut ad.xq, t * rb);
             for i in 0..t {
@@ -372,7 +375,7 @@ impl Runner {
         let arrivals = Arrivals::new();
         let AdScratch { t: tbuf, xq: xq_ad, xi8 } = ad;
         let xi8 = &*xi8;
-        let xq8: &[u8] = xq_ad;
+        let xq8: &[u8] = if own_q8 { xq_ad } else { xq };
         let tp = SharedMut(tbuf.as_mut_ptr());
         // Columns jr of unit u's down-projection into the shared T buffer.
         let down = |u: &DownUnit, jr: Range<usize>| {
@@ -381,10 +384,11 @@ impl Runner {
                 unsafe { k8.gemm_raw(xi8, u.rows.start, u.rows.len(), pa, jr.start, jr.len(), 0, u.n_in / 32, tp.get().add(u.t_off + jr.start), u.r, false) };
             } else if let Some(aq) = u.a_q8 {
                 let rb = QuantType::Q8_0.row_bytes(u.n_in).expect("whole blocks");
+                let xrb = down_act.row_bytes(u.n_in).expect("whole blocks");
                 // SAFETY: unit u owns T[u.t_off .. + rows*r] (units are disjoint) and each thread
                 // writes its own columns jr of it, rows*r floats with stride r inside that span.
                 unsafe {
-                    kq.gemm_raw(QuantType::Q8_0, u.n_in, &aq[jr.start * rb..jr.end * rb], jr.len(), &xq8[u.rows.start * rb..u.rows.end * rb], false, u.rows.len(), tp.get().add(u.t_off + jr.start), u.r);
+                    kq.gemm_q8_0_raw(down_act, u.n_in, &aq[jr.start * rb..jr.end * rb], jr.len(), &xq8[u.rows.start * xrb..u.rows.end * xrb], u.rows.len(), tp.get().add(u.t_off + jr.start), u.r);
                 }
             } else {
                 // SAFETY: as above: columns jr of the unit's rows, this thread's alone.

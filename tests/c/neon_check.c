@@ -260,8 +260,10 @@ int main(void) {
             {"q4_0", sizeof(graft_block_q4_0), sizeof(graft_block_q8_0), 0, graft_gemm_q4_0_q8_0_ref, graft_gemm_q4_0_q8_0_neon},
             {"q4_1", sizeof(graft_block_q4_1), sizeof(graft_block_q8_1), 1, graft_gemm_q4_1_q8_1_ref, graft_gemm_q4_1_q8_1_neon},
             {"q8_0", sizeof(graft_block_q8_0), sizeof(graft_block_q8_0), 0, graft_gemm_q8_0_q8_0_ref, graft_gemm_q8_0_q8_0_neon},
+            /* (act1 also writes a second f16 over the first two quants of each q8_0 weight block.) */
+            {"q8_0_q8_1", sizeof(graft_block_q8_0), sizeof(graft_block_q8_1), 1, graft_gemm_q8_0_q8_1_ref, graft_gemm_q8_0_q8_1_neon},
         };
-        for (int f = 0; f < 3; f++) {
+        for (int f = 0; f < (int)(sizeof t / sizeof t[0]); f++) {
             const size_t wrb = (N / 32) * t[f].wsz, xrb = (N / 32) * t[f].xsz;
             for (size_t i = 0; i < ROWS * wrb; i++) { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; wq[i] = (uint8_t)rng; }
             for (int64_t b = 0; b < ROWS * (N / 32); b++) {
