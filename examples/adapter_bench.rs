@@ -5,7 +5,8 @@
 //!
 //! `cargo run --release --example adapter_bench -- [-t THREADS] [-n TOKENS] [-r REPS]`: the
 //! single-sequence figures come from 3·REPS rounds of TOKENS decode steps of each case in turn,
-//! their ratios taken within each round.
+//! the 16-sequence ones from 3·REPS rounds of TOKENS/2 steps of each batch in turn; each ratio is
+//! taken within its round (mean of the middle half, quartiles shown).
 use graft::adapter::methods::Tensors;
 use graft::adapter::native::NativeAdapter;
 use graft::adapter::{Adapter, AdapterSet};
@@ -51,23 +52,18 @@ fn random(model: &Model, method: &str, r: usize, seed: u64) -> Arc<Adapter> {
     Arc::new(n.into_adapter(method, model).unwrap())
 }
 
-/// Median decode tok/s of `n` steps over the batch of caches (each with its own adapter set).
-fn decode(runner: &mut Runner, caches: &mut [KvCache], n: usize, reps: usize) -> f64 {
-    let mut v = Vec::new();
-    for _ in 0..reps {
-        for c in caches.iter_mut() {
-            c.clear();
-        }
-        let t = Instant::now();
-        for i in 0..n {
-            let tok = [(i as u32 * 2654435761) >> 17];
-            let mut seqs: Vec<SeqInput> = caches.iter_mut().map(|c| SeqInput { tokens: &tok, cache: c, logits: Logits::Last }).collect();
-            runner.forward(&mut seqs).unwrap();
-        }
-        v.push((n * caches.len()) as f64 / t.elapsed().as_secs_f64());
+/// Decode tok/s of `n` steps over the batch of caches (each with its own adapter set), from empty caches.
+fn decode(runner: &mut Runner, caches: &mut [KvCache], n: usize) -> f64 {
+    for c in caches.iter_mut() {
+        c.clear();
     }
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    let t = Instant::now();
+    for i in 0..n {
+        let tok = [(i as u32 * 2654435761) >> 17];
+        let mut seqs: Vec<SeqInput> = caches.iter_mut().map(|c| SeqInput { tokens: &tok, cache: c, logits: Logits::Last }).collect();
+        runner.forward(&mut seqs).unwrap();
+    }
+    (n * caches.len()) as f64 / t.elapsed().as_secs_f64()
 }
 
 fn main() {
@@ -87,16 +83,16 @@ fn main() {
     let mut none = [with(AdapterSet::none())];
     let mut c_lora = [with(AdapterSet::fixed(&[(lora.clone(), 1.0)]))];
     let mut c_vera = [with(AdapterSet::fixed(&[(vera.clone(), 1.0)]))];
-    decode(&mut runner, &mut none, 8, 1); // warm-up
+    decode(&mut runner, &mut none, 8); // warm-up
     // Rounds of n tokens of each, in turn, so that the VM's drift (±10% over minutes) hits the three
     // alike; each ratio is taken within its round, and the table gives the mean of the middle half
     // of the per-round ratios with its range (the quartiles).
     let rounds = reps * 3;
     let (mut t0, mut t1, mut t2) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
-        t0.push(decode(&mut runner, &mut none, n, 1));
-        t1.push(decode(&mut runner, &mut c_lora, n, 1));
-        t2.push(decode(&mut runner, &mut c_vera, n, 1));
+        t0.push(decode(&mut runner, &mut none, n));
+        t1.push(decode(&mut runner, &mut c_lora, n));
+        t2.push(decode(&mut runner, &mut c_vera, n));
     }
     let med = |v: &[f64]| {
         let mut w = v.to_vec();
@@ -123,14 +119,24 @@ fn main() {
     let many: Vec<Arc<Adapter>> = (0..16).map(|i| random(&model, "lora", 16, 100 + i)).collect();
     let mut shared: Vec<KvCache> = (0..16).map(|_| with(AdapterSet::fixed(&[(many[0].clone(), 1.0)]))).collect();
     let mut distinct: Vec<KvCache> = many.iter().map(|a| with(AdapterSet::fixed(&[(a.clone(), 1.0)]))).collect();
+    // Interleaved rounds again, the ratio taken within each round.
     let (mut s1, mut s2) = (Vec::new(), Vec::new());
-    for _ in 0..3 {
-        s1.push(decode(&mut runner, &mut shared, n / 2, reps));
-        s2.push(decode(&mut runner, &mut distinct, n / 2, reps));
+    for _ in 0..rounds {
+        s1.push(decode(&mut runner, &mut shared, n / 2));
+        s2.push(decode(&mut runner, &mut distinct, n / 2));
     }
     let (sh, di) = (med(&s1), med(&s2));
+    let mut r: Vec<f64> = s2.iter().zip(&s1).map(|(d, s)| d / s).collect();
+    r.sort_by(f64::total_cmp);
+    let q = r.len() / 4;
+    let mid = &r[q..r.len() - q];
     println!("| 16 sequences, one shared LoRA r=16 | {sh:.1} | |");
-    println!("| 16 sequences, 16 different LoRAs r=16 | {di:.1} | {:.3} of shared |", di / sh);
+    println!(
+        "| 16 sequences, 16 different LoRAs r=16 | {di:.1} | {:.3} ({:.3}–{:.3}) of shared |",
+        mid.iter().sum::<f64>() / mid.len() as f64,
+        r[q],
+        r[r.len() - 1 - q]
+    );
 
     // Changing one sequence's set while the other 15 keep theirs (between two decode steps).
     let sets: Vec<AdapterSet> = many.iter().map(|a| AdapterSet::fixed(&[(a.clone(), 1.0)])).collect();
