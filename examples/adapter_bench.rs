@@ -1,6 +1,6 @@
 //! Whole-model adapter speed on the default model, every figure of one table measured in one run:
 //! decode tok/s without an adapter, with a rank-16 LoRA on all 7 projections, with VeRA r=256 on
-//! all 7 projections; 16 sequences decoding in one batch with 16 different rank-16 LoRAs against
+//! all 7 projections, with MiSS "bat" (block 64) on the query and value projections; 16 sequences decoding in one batch with 16 different rank-16 LoRAs against
 //! 16 sequences sharing one; and the time to change one sequence's adapter set in a batch.
 //!
 //! `cargo run --release --example adapter_bench -- [-t THREADS] [-n TOKENS] [-r REPS]`: the
@@ -20,7 +20,8 @@ fn arg(name: &str, default: usize) -> usize {
     a.iter().position(|x| x == name).and_then(|i| a.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// A random adapter of `method` (`lora` rank r, or `vera` rank r) on all 7 projections.
+/// A random adapter of `method` on all 7 projections (`lora` or `vera`, rank r), or MiSS "bat"
+/// (`miss-bat`, block size r) on `attn_q` and `attn_v` (PEFT's default targets for MiSS).
 fn random(model: &Model, method: &str, r: usize, seed: u64) -> Arc<Adapter> {
     let mut g = Normal::new(seed);
     let mut t = Tensors::new();
@@ -32,7 +33,11 @@ fn random(model: &Model, method: &str, r: usize, seed: u64) -> Arc<Adapter> {
             let p = format!("blk.{l}.{}", kind.gguf_name());
             max_in = max_in.max(w.n_in);
             max_out = max_out.max(w.n_out);
-            if method == "lora" {
+            if method == "miss-bat" {
+                if matches!(kind, LinearKind::Q | LinearKind::V) {
+                    t.insert(format!("{p}.miss_block"), (vec![w.n_out / r, r, r], g.vec(w.n_out * r, 0.01)));
+                }
+            } else if method == "lora" {
                 t.insert(format!("{p}.lora_a"), (vec![r, w.n_in], g.vec(r * w.n_in, 1.0 / (w.n_in as f32).sqrt())));
                 t.insert(format!("{p}.lora_b"), (vec![w.n_out, r], g.vec(w.n_out * r, 0.02)));
             } else {
@@ -43,13 +48,14 @@ fn random(model: &Model, method: &str, r: usize, seed: u64) -> Arc<Adapter> {
     }
     if method == "lora" {
         hyper.insert("alpha".into(), (2 * r).to_string());
-    } else {
+    } else if method == "vera" {
         let (ba, bb) = ((6.0 / max_in as f32).sqrt(), (6.0 / r as f32).sqrt());
         t.insert("shared.vera_A".into(), (vec![r, max_in], g.vec(r * max_in, ba / 1.7)));
         t.insert("shared.vera_B".into(), (vec![max_out, r], g.vec(max_out * r, bb / 1.7)));
     }
-    let n = NativeAdapter { method: method.into(), hyper, base_fingerprint: None, tensors: t, source: format!("<random {method} r{r}>") };
-    Arc::new(n.into_adapter(method, model).unwrap())
+    let m = if method == "miss-bat" { "miss" } else { method };
+    let n = NativeAdapter { method: m.into(), hyper, base_fingerprint: None, tensors: t, source: format!("<random {method} r{r}>") };
+    Arc::new(n.into_adapter(m, model).unwrap())
 }
 
 /// Decode tok/s of `n` steps over the batch of caches (each with its own adapter set), from empty caches.
@@ -83,16 +89,19 @@ fn main() {
     let mut none = [with(AdapterSet::none())];
     let mut c_lora = [with(AdapterSet::fixed(&[(lora.clone(), 1.0)]))];
     let mut c_vera = [with(AdapterSet::fixed(&[(vera.clone(), 1.0)]))];
+    let bat = random(&model, "miss-bat", 64, 3);
+    let mut c_bat = [with(AdapterSet::fixed(&[(bat.clone(), 1.0)]))];
     decode(&mut runner, &mut none, 8); // warm-up
     // Rounds of n tokens of each, in turn, so that the VM's drift (±10% over minutes) hits the three
     // alike; each ratio is taken within its round, and the table gives the mean of the middle half
     // of the per-round ratios with its range (the quartiles).
     let rounds = reps * 3;
-    let (mut t0, mut t1, mut t2) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut t0, mut t1, mut t2, mut t3) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
         t0.push(decode(&mut runner, &mut none, n));
         t1.push(decode(&mut runner, &mut c_lora, n));
         t2.push(decode(&mut runner, &mut c_vera, n));
+        t3.push(decode(&mut runner, &mut c_bat, n));
     }
     let med = |v: &[f64]| {
         let mut w = v.to_vec();
@@ -107,13 +116,14 @@ fn main() {
         let mid = &r[q..r.len() - q];
         (mid.iter().sum::<f64>() / mid.len() as f64, r[q], r[r.len() - 1 - q])
     };
-    let (base, l16, v256) = (med(&t0), med(&t1), med(&t2));
-    let ((rl, rl0, rl1), (rv, rv0, rv1)) = (ratio(&t1), ratio(&t2));
+    let (base, l16, v256, b64) = (med(&t0), med(&t1), med(&t2), med(&t3));
+    let ((rl, rl0, rl1), (rv, rv0, rv1), (rb, rb0, rb1)) = (ratio(&t1), ratio(&t2), ratio(&t3));
     println!("| test (batch 1 decode, {threads} threads; {rounds} rounds of {n} tokens) | median tok/s | vs no adapter (quartiles) |");
     println!("|---|---|---|");
     println!("| no adapter | {base:.1} | 1 |");
     println!("| LoRA r=16, 7 projections | {l16:.1} | {rl:.3} ({rl0:.3}–{rl1:.3}) |");
     println!("| VeRA r=256, 7 projections | {v256:.1} | {rv:.3} ({rv0:.3}–{rv1:.3}) |");
+    println!("| MiSS \"bat\" r=64, q and v | {b64:.1} | {rb:.3} ({rb0:.3}–{rb1:.3}) |");
 
     // 16 sequences: 16 different rank-16 LoRAs vs one shared.
     let many: Vec<Arc<Adapter>> = (0..16).map(|i| random(&model, "lora", 16, 100 + i)).collect();

@@ -156,13 +156,6 @@ impl MissBat {
     pub fn hf(&self, o: usize) -> usize {
         self.hf_row.as_ref().map_or(o, |p| p[o] as usize)
     }
-    /// `M_i·v` for one `r`-vector `v`, accumulated in f32 in index order.
-    pub fn apply_block(&self, i: usize, v: &[f32], out: &mut [f32]) {
-        let r = self.r;
-        for (c, o) in out.iter_mut().enumerate().take(r) {
-            *o = self.m[(i * r + c) * r..(i * r + c + 1) * r].iter().zip(v).map(|(a, b)| a * b).sum();
-        }
-    }
 }
 
 /// An adapter's runtime term on one linear layer.

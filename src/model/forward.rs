@@ -586,13 +586,13 @@ fn miss_bat(kq: &quant::QuantKernels, w: &Linear, wb: &[u8], at: QuantType, x: &
     let arb = at.row_bytes(n).expect("checked by linears");
     let wrb = w.row_bytes();
     let (mut z, mut zq, mut ms, mut tmp) = (vec![0f32; m * n], vec![0u8; if at == QuantType::F32 { 0 } else { m * arb }], vec![0f32; m * r], Vec::new());
+    let ka = crate::kernels::adapter::selected();
     for (&i, runs) in &blocks {
-        for (zr, xr) in z.chunks_exact_mut(r).zip(xs.chunks_exact(r)) {
-            b.apply_block(i, xr, zr);
-        }
-        for (mr, sr) in ms.chunks_exact_mut(r).zip(sums.chunks_exact(r)) {
-            b.apply_block(i, sr, mr);
-        }
+        // Every r-chunk of every input row times M_iᵀ (the chunks are the rows of an [m·n/r, r]
+        // matrix), and the chunk sums the same way: two SIMD products.
+        let mi = &b.m[i * r * r..(i + 1) * r * r];
+        ka.down(xs, r, m * n / r, mi, r, r, r, &mut z, r);
+        ka.down(&sums, r, m, mi, r, r, r, &mut ms, r);
         let zb: &[u8] = if at == QuantType::F32 {
             // SAFETY: f32 has no invalid bit patterns and u8 alignment 1; the view covers z's bytes.
             unsafe { std::slice::from_raw_parts(z.as_ptr().cast(), z.len() * 4) }
