@@ -292,29 +292,29 @@ static float dot_q5_1(int64_t n, const void *vw, const void *vx) {
     return s;
 }
 
-static float dot_q8_0(int64_t n, const void *vw, const void *vx) {
+/* Q8_0 weights against activation blocks of xsize bytes that start with their f16 scale d and hold
+ * their 32 int8 quants at qoff: Q8_0's layout, and Q8_1's (whose s goes unused). */
+static float dot_q8_0_blocks(int64_t n, const void *vw, const void *vx, size_t xsize, size_t qoff) {
     const graft_block_q8_0 *w = vw;
-    const graft_block_q8_0 *x = vx;
     float s = 0;
     for (int64_t b = 0; b < n / 32; b++) {
+        const unsigned char *xb = (const unsigned char *)vx + (size_t)b * xsize;
+        graft_f16 xd;
+        memcpy(&xd, xb, sizeof xd);
+        const int8_t *xq = (const int8_t *)(xb + qoff);
         int sumi = 0;
-        for (int j = 0; j < 32; j++) sumi += w[b].qs[j] * x[b].qs[j];
-        s += sumi * (graft_h2f(w[b].d) * graft_h2f(x[b].d));
+        for (int j = 0; j < 32; j++) sumi += w[b].qs[j] * xq[j];
+        s += sumi * (graft_h2f(w[b].d) * graft_h2f(xd));
     }
     return s;
 }
 
-/* Q8_0 weights against Q8_1 activations: dot_q8_0's arithmetic, the activation's s unused. */
+static float dot_q8_0(int64_t n, const void *vw, const void *vx) {
+    return dot_q8_0_blocks(n, vw, vx, sizeof(graft_block_q8_0), offsetof(graft_block_q8_0, qs));
+}
+
 static float dot_q8_0_q8_1(int64_t n, const void *vw, const void *vx) {
-    const graft_block_q8_0 *w = vw;
-    const graft_block_q8_1 *x = vx;
-    float s = 0;
-    for (int64_t b = 0; b < n / 32; b++) {
-        int sumi = 0;
-        for (int j = 0; j < 32; j++) sumi += w[b].qs[j] * x[b].qs[j];
-        s += sumi * (graft_h2f(w[b].d) * graft_h2f(x[b].d));
-    }
-    return s;
+    return dot_q8_0_blocks(n, vw, vx, sizeof(graft_block_q8_1), offsetof(graft_block_q8_1, qs));
 }
 
 /* K-quants: integer sums per sub-block, scaled by the sub-block scales; the min term uses the
