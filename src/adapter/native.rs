@@ -128,7 +128,7 @@ impl NativeAdapter {
                     }
                 }
                 let params = a.len() + b.len() + bias.as_ref().map_or(0, Vec::len);
-                let mut lr = super::LowRank::from_a_b(r, ni, no, a, &b, scale);
+                let mut lr = super::LowRank::from_a_b_vec(r, ni, no, a, b, scale);
                 let mut bias = bias.map(|v| output_bias(&v, scale));
                 if heads > 0 {
                     let perm = qk_perm(no, heads);

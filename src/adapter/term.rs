@@ -176,17 +176,30 @@ impl LowRank {
     pub fn from_a_b(r: usize, n_in: usize, n_out: usize, a: Vec<f32>, b: &[f32], scale: f32) -> LowRank {
         assert_eq!(a.len(), r * n_in, "A must be [r, n_in]");
         assert_eq!(b.len(), n_out * r, "B must be [n_out, r]");
-        // In tiles of 16 rows of B (in L1), each written as 16 consecutive floats of every Bᵀ row.
         let mut bt = vec![0f32; r * n_out];
-        for o0 in (0..n_out).step_by(16) {
-            let o1 = (o0 + 16).min(n_out);
-            for j in 0..r {
-                for (d, o) in bt[j * n_out + o0..j * n_out + o1].iter_mut().zip(o0..o1) {
-                    *d = b[o * r + j];
-                }
-            }
-        }
+        transpose_b(b, r, n_out, &mut bt);
         LowRank { r, n_in, n_out, a, bt, scale }
+    }
+
+    /// The same, with `B` transposed inside its own buffer (through a copy in a per-thread scratch
+    /// buffer, kept up to 4 MiB), so that a loader allocates no second matrix for `Bᵀ`: fresh
+    /// memory costs a page fault and a zeroed page per 4 KiB, the larger part of loading a LoRA.
+    pub fn from_a_b_vec(r: usize, n_in: usize, n_out: usize, a: Vec<f32>, mut b: Vec<f32>, scale: f32) -> LowRank {
+        assert_eq!(a.len(), r * n_in, "A must be [r, n_in]");
+        assert_eq!(b.len(), n_out * r, "B must be [n_out, r]");
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        SCRATCH.with(|s| {
+            let mut s = s.borrow_mut();
+            s.clear();
+            s.extend_from_slice(&b);
+            transpose_b(&s, r, n_out, &mut b);
+            if s.capacity() > (4 << 20) / 4 {
+                *s = Vec::new();
+            }
+        });
+        LowRank { r, n_in, n_out, a, bt: b, scale }
     }
 
     /// `B` in the usual `[n_out, r]` layout.
@@ -350,7 +363,39 @@ impl LowRankQ8 {
     }
 }
 
+/// `Bᵀ` (`[r, n_out]`) from `B` (`[n_out, r]`), in tiles of 16 rows of `B` (in L1), each written as
+/// 16 consecutive floats of every `Bᵀ` row.
+fn transpose_b(b: &[f32], r: usize, n_out: usize, bt: &mut [f32]) {
+    for o0 in (0..n_out).step_by(16) {
+        let o1 = (o0 + 16).min(n_out);
+        for j in 0..r {
+            for (d, o) in bt[j * n_out + o0..j * n_out + o1].iter_mut().zip(o0..o1) {
+                *d = b[o * r + j];
+            }
+        }
+    }
+}
+
 /// Whether every value is finite (a branch-free scan the compiler vectorizes).
 pub fn all_finite(v: &[f32]) -> bool {
     v.iter().fold(0u32, |acc, x| acc | (x.to_bits() & 0x7f80_0000 == 0x7f80_0000) as u32) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LowRank;
+
+    /// Transposing `B` inside its own buffer gives `from_a_b`'s term, over odd sizes and with the
+    /// per-thread scratch reused from a larger call and a smaller one.
+    #[test]
+    fn from_a_b_vec_matches_from_a_b() {
+        for &(r, n_in, n_out) in &[(3usize, 5usize, 37usize), (16, 64, 576), (1, 1, 1), (7, 9, 17)] {
+            let a: Vec<f32> = (0..r * n_in).map(|i| i as f32 * 0.5 - 3.0).collect();
+            let b: Vec<f32> = (0..n_out * r).map(|i| (i as f32).sin()).collect();
+            let want = LowRank::from_a_b(r, n_in, n_out, a.clone(), &b, 0.75);
+            let got = LowRank::from_a_b_vec(r, n_in, n_out, a, b.clone(), 0.75);
+            assert_eq!(got, want, "r={r} n_out={n_out}");
+            assert_eq!(got.bt[n_out - 1], b[(n_out - 1) * r], "Bᵀ[0][n_out-1] = B[n_out-1][0]");
+        }
+    }
 }
