@@ -77,7 +77,7 @@ const REF: QuantKernels = QuantKernels {
 };
 
 /// Builds an ISA's table: the listed products and quantizers of that ISA over the reference table
-/// (dequantization stays the reference's except where `with_avx2_dequant` sets SIMD twins).
+/// (dequantization stays the reference's except where `with_avx2_extras` sets SIMD twins).
 macro_rules! isa_table {
     ($isa:expr, $q80:ident, $q81:ident, $q8k:ident, [$(($slot:expr, $gemm:ident, $dx:ident)),* $(,)?]) => {{
         let mut t = REF;
@@ -99,10 +99,10 @@ macro_rules! isa_table {
     }};
 }
 
-/// `t` with the AVX2 dequantizers of Q4_0, Q4_1 and Q8_0 (bit-exact with the reference).
-/// (And its Q8_0 × Q8_1 product.)
+/// `t` with the AVX2 entries outside the per-format rows: the dequantizers of Q4_0, Q4_1 and Q8_0
+/// (bit-exact with the reference) and the Q8_0 × Q8_1 product.
 #[cfg(target_arch = "x86_64")]
-const fn with_avx2_dequant(mut t: QuantKernels) -> QuantKernels {
+const fn with_avx2_extras(mut t: QuantKernels) -> QuantKernels {
     t.mats[3].dequantize = sys::graft_dequantize_row_q4_0_avx2;
     t.mats[4].dequantize = sys::graft_dequantize_row_q4_1_avx2;
     t.mats[7].dequantize = sys::graft_dequantize_row_q8_0_avx2;
@@ -111,7 +111,7 @@ const fn with_avx2_dequant(mut t: QuantKernels) -> QuantKernels {
 }
 
 #[cfg(target_arch = "x86_64")]
-const AVX2: QuantKernels = with_avx2_dequant(isa_table!(Isa::Avx2, graft_quantize_row_q8_0_avx2, graft_quantize_row_q8_1_avx2, graft_quantize_row_q8_K_ref, [
+const AVX2: QuantKernels = with_avx2_extras(isa_table!(Isa::Avx2, graft_quantize_row_q8_0_avx2, graft_quantize_row_q8_1_avx2, graft_quantize_row_q8_K_ref, [
     (0, graft_gemm_f32_f32_avx2, graft_gemm_f32_f32_avx2, graft_gemm_dx_f32_avx2),
     (1, graft_gemm_f16_f32_avx2, graft_gemm_f16_f32_avx2, graft_gemm_dx_f16_avx2),
     (2, graft_gemm_bf16_f32_avx2, graft_gemm_bf16_f32_avx2, graft_gemm_dx_bf16_avx2),
