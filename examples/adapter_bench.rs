@@ -1,7 +1,8 @@
 //! Whole-model adapter speed on the default model, every figure of one table measured in one run:
 //! decode tok/s without an adapter, with a rank-16 LoRA on all 7 projections, with VeRA r=256 on
-//! all 7 projections, with MiSS "bat" (block 64) on the query and value projections; 16 sequences decoding in one batch with 16 different rank-16 LoRAs against
-//! 16 sequences sharing one; and the time to change one sequence's adapter set in a batch.
+//! all 7 projections, with MiSS "bat" (block 64) on the query and value projections; 16 sequences
+//! decoding in one batch with 16 different rank-16 LoRAs against 16 sequences sharing one; and the
+//! time to change one sequence's adapter set in a batch.
 //!
 //! `cargo run --release --example adapter_bench -- [-t THREADS] [-n TOKENS] [-r REPS]`: the
 //! single-sequence figures come from 3·REPS rounds of TOKENS decode steps of each case in turn,
@@ -72,6 +73,15 @@ fn decode(runner: &mut Runner, caches: &mut [KvCache], n: usize) -> f64 {
     (n * caches.len()) as f64 / t.elapsed().as_secs_f64()
 }
 
+/// (mean of the middle half, first quartile, third quartile) of the per-round ratios `a[i] / b[i]`.
+fn ratio(a: &[f64], b: &[f64]) -> (f64, f64, f64) {
+    let mut r: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
+    r.sort_by(f64::total_cmp);
+    let q = r.len() / 4;
+    let mid = &r[q..r.len() - q];
+    (mid.iter().sum::<f64>() / mid.len() as f64, r[q], r[r.len() - 1 - q])
+}
+
 fn main() {
     let threads = arg("-t", 2);
     let n = arg("-n", 64);
@@ -108,16 +118,8 @@ fn main() {
         w.sort_by(f64::total_cmp);
         w[w.len() / 2]
     };
-    // (mean of the middle half, first quartile, third quartile) of the per-round ratios.
-    let ratio = |a: &[f64]| {
-        let mut r: Vec<f64> = a.iter().zip(&t0).map(|(x, b)| x / b).collect();
-        r.sort_by(f64::total_cmp);
-        let q = r.len() / 4;
-        let mid = &r[q..r.len() - q];
-        (mid.iter().sum::<f64>() / mid.len() as f64, r[q], r[r.len() - 1 - q])
-    };
     let (base, l16, v256, b64) = (med(&t0), med(&t1), med(&t2), med(&t3));
-    let ((rl, rl0, rl1), (rv, rv0, rv1), (rb, rb0, rb1)) = (ratio(&t1), ratio(&t2), ratio(&t3));
+    let ((rl, rl0, rl1), (rv, rv0, rv1), (rb, rb0, rb1)) = (ratio(&t1, &t0), ratio(&t2, &t0), ratio(&t3, &t0));
     println!("| test (batch 1 decode, {threads} threads; {rounds} rounds of {n} tokens) | median tok/s | vs no adapter (quartiles) |");
     println!("|---|---|---|");
     println!("| no adapter | {base:.1} | 1 |");
@@ -136,17 +138,9 @@ fn main() {
         s2.push(decode(&mut runner, &mut distinct, n / 2));
     }
     let (sh, di) = (med(&s1), med(&s2));
-    let mut r: Vec<f64> = s2.iter().zip(&s1).map(|(d, s)| d / s).collect();
-    r.sort_by(f64::total_cmp);
-    let q = r.len() / 4;
-    let mid = &r[q..r.len() - q];
+    let (rd, rd0, rd1) = ratio(&s2, &s1);
     println!("| 16 sequences, one shared LoRA r=16 | {sh:.1} | |");
-    println!(
-        "| 16 sequences, 16 different LoRAs r=16 | {di:.1} | {:.3} ({:.3}–{:.3}) of shared |",
-        mid.iter().sum::<f64>() / mid.len() as f64,
-        r[q],
-        r[r.len() - 1 - q]
-    );
+    println!("| 16 sequences, 16 different LoRAs r=16 | {di:.1} | {rd:.3} ({rd0:.3}–{rd1:.3}) of shared |");
 
     // Changing one sequence's set while the other 15 keep theirs (between two decode steps).
     let sets: Vec<AdapterSet> = many.iter().map(|a| AdapterSet::fixed(&[(a.clone(), 1.0)])).collect();

@@ -163,6 +163,24 @@ fn row_bytes(op: &'static str, t: QuantType, n: usize) -> Result<usize> {
     t.row_bytes(n).ok_or_else(|| Error::invalid(op, format!("{n} elements are not a whole number of {t} blocks")))
 }
 
+/// Checks a product's operands (`nrows` rows of `n` elements of `w_ty` in `w`, `m` rows of `act`
+/// in `x`, `y[i·ldy + r]` for `i < m`, `r < nrows` inside `y`) and returns the row bytes of `w`
+/// and `x`.
+#[allow(clippy::too_many_arguments)]
+fn check_gemm(op: &'static str, w_ty: QuantType, act: QuantType, n: usize, w: &[u8], nrows: usize, x: &[u8], m: usize, y: &[f32], ldy: usize) -> Result<(usize, usize)> {
+    let wrb = row_bytes(op, w_ty, n)?;
+    let xrb = row_bytes(op, act, n)?;
+    need(op, "weights (bytes)", w.len(), nrows * wrb)?;
+    need(op, "activations (bytes)", x.len(), m * xrb)?;
+    if m > 0 && nrows > 0 {
+        if ldy < nrows {
+            return Err(Error::invalid(op, format!("ldy {ldy} < nrows {nrows}")));
+        }
+        need(op, "y", y.len(), (m - 1) * ldy + nrows)?;
+    }
+    Ok((wrb, xrb))
+}
+
 fn need(op: &'static str, what: &str, have: usize, want: usize) -> Result<()> {
     if have < want {
         return Err(Error::invalid(op, format!("{what}: {have} elements, need {want}")));
@@ -219,16 +237,7 @@ impl QuantKernels {
     #[allow(clippy::too_many_arguments)]
     pub fn gemm(&self, w_ty: QuantType, n: usize, w: &[u8], nrows: usize, x: &[u8], m: usize, y: &mut [f32], ldy: usize) -> Result<()> {
         let k = self.mat(w_ty)?;
-        let wrb = row_bytes("gemm", w_ty, n)?;
-        let xrb = row_bytes("gemm", k.act, n)?;
-        need("gemm", "weights (bytes)", w.len(), nrows * wrb)?;
-        need("gemm", "activations (bytes)", x.len(), m * xrb)?;
-        if m > 0 && nrows > 0 {
-            if ldy < nrows {
-                return Err(Error::invalid("gemm", format!("ldy {ldy} < nrows {nrows}")));
-            }
-            need("gemm", "y", y.len(), (m - 1) * ldy + nrows)?;
-        }
+        let (wrb, xrb) = check_gemm("gemm", w_ty, k.act, n, w, nrows, x, m, y, ldy)?;
         // SAFETY: lengths checked above: the kernel reads nrows*wrb weight bytes and m*xrb
         // activation bytes and writes y[i*ldy + r] for i < m, r < nrows, all inside y.
         unsafe { (k.gemm)(n as i64, w.as_ptr().cast(), wrb, nrows as i64, x.as_ptr().cast(), xrb, m as i64, y.as_mut_ptr(), ldy as i64) };
@@ -261,16 +270,7 @@ impl QuantKernels {
         if !matches!(act, QuantType::Q8_0 | QuantType::Q8_1) {
             return Err(Error::invalid("gemm_q8_0", format!("activations in {act}: Q8_0 weights read Q8_0 or Q8_1")));
         }
-        let wrb = row_bytes("gemm_q8_0", QuantType::Q8_0, n)?;
-        let xrb = row_bytes("gemm_q8_0", act, n)?;
-        need("gemm_q8_0", "weights (bytes)", w.len(), nrows * wrb)?;
-        need("gemm_q8_0", "activations (bytes)", x.len(), m * xrb)?;
-        if m > 0 && nrows > 0 {
-            if ldy < nrows {
-                return Err(Error::invalid("gemm_q8_0", format!("ldy {ldy} < nrows {nrows}")));
-            }
-            need("gemm_q8_0", "y", y.len(), (m - 1) * ldy + nrows)?;
-        }
+        check_gemm("gemm_q8_0", QuantType::Q8_0, act, n, w, nrows, x, m, y, ldy)?;
         // SAFETY: lengths checked above, as in `gemm`; y is exclusively borrowed.
         unsafe { self.gemm_q8_0_raw(act, n, w, nrows, x, m, y.as_mut_ptr(), ldy) };
         Ok(())
