@@ -4,7 +4,7 @@
 //! sizes and the length checks.
 mod common;
 use common::Rng;
-use graft::kernels::adapter::{adapter_kernels, quantize_rows_q8_0};
+use graft::kernels::adapter::{adapter_kernels, quantize_cols_q8_0, quantize_rows_q8_0};
 use graft::kernels::{available_isas, Isa};
 use half::f16;
 
@@ -592,6 +592,30 @@ fn quantize_rows_q8_0_layout_and_rounding() {
         assert!(err <= 0.5 * d + amax * 2e-3, "x[{i}] = {v}: error {err} with scale {d}");
     }
     assert!(quantize_rows_q8_0(&[], 0, 64).is_empty());
+}
+
+/// Quantizing the columns of a matrix gives the bytes of quantizing the rows of its transpose,
+/// over odd column counts and several runs of 32 rows.
+#[test]
+fn quantize_cols_q8_0_is_rows_of_the_transpose() {
+    let mut rng = Rng(0x5eed_0009);
+    for &(rows, cols) in &[(32usize, 1usize), (32, 17), (96, 3), (64, 16), (160, 5)] {
+        let x = rng.vec(rows * cols, 3.0);
+        let mut t = vec![0f32; rows * cols];
+        for i in 0..rows {
+            for j in 0..cols {
+                t[j * rows + i] = x[i * cols + j];
+            }
+        }
+        assert_eq!(quantize_cols_q8_0(&x, rows, cols), quantize_rows_q8_0(&t, cols, rows), "{rows} x {cols}");
+    }
+    assert!(quantize_cols_q8_0(&[], 32, 0).is_empty());
+}
+
+#[test]
+#[should_panic(expected = "not a whole number of Q8_0 blocks")]
+fn quantize_cols_q8_0_refuses_partial_blocks() {
+    quantize_cols_q8_0(&[0.0; 40], 20, 2);
 }
 
 #[test]

@@ -231,3 +231,80 @@ fn concurrent_generation_while_adapters_churn() {
     assert_eq!(reg.list().len(), methods.len());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Greedy tokens of one sequence with a fixed adapter set under `nm`.
+fn greedy_with(model: &Arc<Model>, set: &AdapterSet, nm: Numerics, n: usize) -> Vec<u32> {
+    let mut r = Runner::with_numerics(model.clone(), 1, nm);
+    let mut c = r.new_cache();
+    c.set_adapters(set.clone());
+    let mut tok = 7u32;
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let l = r.forward(&mut [SeqInput { tokens: &[tok], cache: &mut c, logits: Logits::Last }]).unwrap();
+        tok = l.iter().enumerate().fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0 as u32;
+        out.push(tok);
+    }
+    out
+}
+
+/// A GGUF LoRA loads without copying its f32 factors (`A` a view of the map, `Bᵀ` made on first
+/// read) into the same adapter as reading its tensors and building them: same factors, Q8_0
+/// copies, scales and parameter count, and the same tokens under both numerics; decoding under
+/// the 8-bit numerics never makes `Bᵀ`. Its values are checked all the same.
+#[test]
+fn gguf_lora_loads_from_the_map_as_from_copies() {
+    use graft::adapter::{load, Term};
+    let dir = tmp("mapped");
+    let model = tiny(&dir, TinySpec::default(), 11);
+    let ad = random_native(&model, "lora", 8, 12, false).build("g", &model).unwrap();
+    let g = dir.join("lora.gguf");
+    let layers = native::fold_to_lora(&ad).unwrap();
+    gguf_lora::write(&g, &layers).unwrap();
+
+    let mapped = Arc::new(load::load(&g, &model).unwrap());
+    let copied = Arc::new(gguf_lora::read(&g).unwrap().into_adapter("lora", &model).unwrap());
+    let mut terms = 0;
+    for (l, blk) in mapped.layers.iter().enumerate() {
+        for (k, t) in blk.iter().enumerate() {
+            let (Some(Term::LowRank(m)), Some(Term::LowRank(c))) = (t, &copied.layers[l][k]) else {
+                assert!(t.is_none() && copied.layers[l][k].is_none(), "block {l} projection {k}");
+                continue;
+            };
+            assert!(!m.a.is_owned() && !m.bt.is_owned(), "factors are views: {:?} {:?}", m.a, m.bt);
+            assert!(format!("{:?}", m.bt).contains("to transpose"), "{:?}", m.bt);
+            assert_eq!((m.r, m.n_in, m.n_out, m.scale.to_bits()), (c.r, c.n_in, c.n_out, c.scale.to_bits()));
+            assert_eq!(mapped.q8[l][k], copied.q8[l][k], "Q8_0 copies of block {l} projection {k}");
+            assert!(mapped.q8[l][k].is_some());
+            terms += 1;
+        }
+    }
+    assert_eq!(terms, layers.len());
+    assert_eq!((mapped.trainable_params, &mapped.method, &mapped.hyper), (copied.trainable_params, &copied.method, &copied.hyper));
+
+    let set = |a: &Arc<graft::adapter::Adapter>| AdapterSet::fixed(&[(a.clone(), 0.8)]);
+    let q8 = greedy_with(&model, &set(&mapped), Numerics::Q8, 6);
+    assert_eq!(q8, greedy_with(&model, &set(&copied), Numerics::Q8, 6));
+    let Some(Term::LowRank(m)) = &mapped.layers[layers[0].0][layers[0].1 as usize] else { unreachable!() };
+    assert!(format!("{:?}", m.bt).contains("to transpose"), "8-bit decode made Bᵀ: {:?}", m.bt);
+    assert_eq!(greedy_with(&model, &set(&mapped), Numerics::F32, 6), greedy_with(&model, &set(&copied), Numerics::F32, 6));
+    for (l, blk) in mapped.layers.iter().enumerate() {
+        for (k, t) in blk.iter().enumerate() {
+            if let (Some(Term::LowRank(m)), Some(Term::LowRank(c))) = (t, &copied.layers[l][k]) {
+                assert_eq!((&m.a[..], &m.bt[..]), (&c.a[..], &c.bt[..]), "f32 factors of block {l} projection {k}");
+            }
+        }
+    }
+
+    // A non-finite value is refused with the tensor named; the other base's shapes too.
+    let mut bad = layers.clone();
+    bad[1].2.b[5] = f32::INFINITY;
+    let p = dir.join("inf.gguf");
+    gguf_lora::write(&p, &bad).unwrap();
+    let name = format!("blk.{}.{}.lora_b", bad[1].0, bad[1].1.gguf_name());
+    let e = err_of(load::load(&p, &model));
+    assert!(e.contains("inf.gguf") && e.contains(&name) && e.contains("non-finite"), "{e}");
+    let other = tiny(&dir, TinySpec { n_ff: 128, ..TinySpec::default() }, 13);
+    let e = err_of(load::load(&g, &other));
+    assert!(e.contains("lora.gguf") && e.contains("ffn_") && e.contains("shape"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}

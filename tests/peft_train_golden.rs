@@ -76,7 +76,7 @@ fn pairs<'a>(model: &Model, ad: &'a mut Adapter, g: Option<&'a Grads>, peft: &Ha
                     TermGrad::LowRank { da, dbt } => vec![da.clone(), dbt.clone()],
                     TermGrad::Vera { dlambda_d, dlambda_b } => vec![dlambda_d.clone(), dlambda_b.clone()],
                 },
-                (None, Some(Term::LowRank(lr))) => vec![lr.a.clone(), lr.bt.clone()],
+                (None, Some(Term::LowRank(lr))) => vec![lr.a.to_vec(), lr.bt.to_vec()],
                 (None, Some(Term::Vera(v))) => vec![v.lambda_d.clone(), v.lambda_b.clone()],
                 _ => panic!("unexpected term"),
             };

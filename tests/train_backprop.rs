@@ -36,7 +36,7 @@ fn loss(model: &Model, ad: &Adapter) -> f64 {
 }
 
 /// The parameter `i` of the term's trainable tensor `which` (0: A or λ_d, 1: Bᵀ or λ_b).
-fn param(t: &mut Term, which: usize) -> &mut Vec<f32> {
+fn param(t: &mut Term, which: usize) -> &mut [f32] {
     match (t, which) {
         (Term::LowRank(lr), 0) => &mut lr.a,
         (Term::LowRank(lr), _) => &mut lr.bt,

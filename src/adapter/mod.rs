@@ -6,6 +6,7 @@
 //! in its [`AdapterSet`] (each with a scale), and every forward call reads that set once, so each
 //! token is computed with one consistent set while other threads load, rescale or unload adapters.
 pub mod export;
+pub mod factor;
 pub mod gguf_lora;
 pub mod graft_format;
 pub mod load;

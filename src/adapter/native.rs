@@ -375,11 +375,11 @@ fn permute_rows(term: super::Term, n_heads: usize, cache: &mut Vec<(usize, Arc<V
     let vec = |v: &[f32]| -> Vec<f32> { perm.iter().map(|&h| v[h]).collect() };
     match term {
         Term::LowRank(mut t) => {
-            t.bt = cols(&t.bt, t.n_out, t.r);
+            t.bt = cols(&t.bt, t.n_out, t.r).into();
             Term::LowRank(t)
         }
         Term::Dora(mut t) => {
-            t.lora.bt = cols(&t.lora.bt, t.lora.n_out, t.lora.r);
+            t.lora.bt = cols(&t.lora.bt, t.lora.n_out, t.lora.r).into();
             t.c = vec(&t.c);
             Term::Dora(t)
         }
@@ -485,7 +485,7 @@ pub fn fold_to_lora(ad: &Adapter) -> Result<Vec<(usize, LinearKind, LoraLayer)>>
                 return Err(Error::format(&ad.source, name, "an output bias (PEFT lora_bias), which a GGUF LoRA cannot hold: export to peft or graft instead"));
             }
             let layer = match t {
-                Term::LowRank(lr) => LoraLayer { r: lr.r, n_in: lr.n_in, n_out: lr.n_out, a: lr.a.clone(), b: lr.b().iter().map(|v| v * lr.scale).collect(), scale: 1.0 },
+                Term::LowRank(lr) => LoraLayer { r: lr.r, n_in: lr.n_in, n_out: lr.n_out, a: lr.a.to_vec(), b: lr.b().iter().map(|v| v * lr.scale).collect(), scale: 1.0 },
                 Term::Vera(v) => {
                     let sh = &v.shared;
                     let (r, ni, no) = (sh.r, v.n_in, v.n_out);

@@ -15,6 +15,7 @@
 //! streams rows of `Bᵀ` against a few values of `A·x`.
 use crate::kernels::int8::{Int8Kernels, PackedMatrix};
 use std::sync::Arc;
+pub use super::factor::Factor;
 
 /// `y += scale · B·(A·x)`, with `A` `[r, n_in]` and `Bᵀ` `[r, n_out]`.
 #[derive(Clone, Debug, PartialEq)]
@@ -26,9 +27,9 @@ pub struct LowRank {
     /// Output width.
     pub n_out: usize,
     /// Down-projection `A`, `[r, n_in]`.
-    pub a: Vec<f32>,
+    pub a: Factor,
     /// Up-projection transposed, `Bᵀ`, `[r, n_out]`.
-    pub bt: Vec<f32>,
+    pub bt: Factor,
     /// The method's own scale (α/r for LoRA, α/√r for rsLoRA, ...), before the user's scale.
     pub scale: f32,
 }
@@ -178,7 +179,7 @@ impl LowRank {
         assert_eq!(b.len(), n_out * r, "B must be [n_out, r]");
         let mut bt = vec![0f32; r * n_out];
         transpose_b(b, r, n_out, &mut bt);
-        LowRank { r, n_in, n_out, a, bt, scale }
+        LowRank { r, n_in, n_out, a: a.into(), bt: bt.into(), scale }
     }
 
     /// The same, with `B` transposed inside its own buffer (through a copy in a per-thread scratch
@@ -199,7 +200,7 @@ impl LowRank {
                 *s = Vec::new();
             }
         });
-        LowRank { r, n_in, n_out, a, bt: b, scale }
+        LowRank { r, n_in, n_out, a: a.into(), bt: b.into(), scale }
     }
 
     /// `B` in the usual `[n_out, r]` layout.
@@ -331,8 +332,8 @@ impl Term {
     pub fn all_finite(&self) -> bool {
         let f = all_finite;
         match self {
-            Term::LowRank(t) => f(&t.a) && f(&t.bt) && t.scale.is_finite(),
-            Term::Dora(t) => f(&t.lora.a) && f(&t.lora.bt) && f(&t.c) && t.lora.scale.is_finite(),
+            Term::LowRank(t) => t.a.all_finite() && t.bt.all_finite() && t.scale.is_finite(),
+            Term::Dora(t) => t.lora.a.all_finite() && t.lora.bt.all_finite() && f(&t.c) && t.lora.scale.is_finite(),
             Term::Vera(t) => f(&t.lambda_b) && f(&t.lambda_d) && f(&t.shared.a) && f(&t.shared.bt),
             Term::MissBat(t) => f(&t.m),
         }
@@ -365,7 +366,7 @@ impl LowRankQ8 {
 
 /// `Bᵀ` (`[r, n_out]`) from `B` (`[n_out, r]`), in tiles of 16 rows of `B` (in L1), each written as
 /// 16 consecutive floats of every `Bᵀ` row.
-fn transpose_b(b: &[f32], r: usize, n_out: usize, bt: &mut [f32]) {
+pub(crate) fn transpose_b(b: &[f32], r: usize, n_out: usize, bt: &mut [f32]) {
     for o0 in (0..n_out).step_by(16) {
         let o1 = (o0 + 16).min(n_out);
         for j in 0..r {

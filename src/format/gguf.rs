@@ -483,7 +483,7 @@ impl GgufHeader {
 }
 
 enum Storage {
-    Map(memmap2::Mmap),
+    Map(std::sync::Arc<memmap2::Mmap>),
     Owned(Vec<u8>),
 }
 
@@ -504,7 +504,7 @@ impl Gguf {
         // Another process truncating the file while it is mapped would fault (SIGBUS), the accepted
         // contract of every memory-mapped model loader (llama.cpp's included).
         let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| Error::io(path, e))?;
-        Self::build(Storage::Map(map), path.display().to_string())
+        Self::build(Storage::Map(std::sync::Arc::new(map)), path.display().to_string())
     }
 
     /// Parses a GGUF file held in memory (tests, generated files).
@@ -525,8 +525,18 @@ impl Gguf {
     /// The whole file's bytes.
     pub fn data(&self) -> &[u8] {
         match &self.storage {
-            Storage::Map(m) => m,
+            Storage::Map(m) => &m[..],
             Storage::Owned(v) => v,
+        }
+    }
+
+    /// The file's memory map, shared (for views of tensor data that outlive this `Gguf`, as
+    /// [`Factor::mapped`](crate::adapter::factor::Factor::mapped)); `None` for a file parsed from
+    /// bytes in memory. [`Gguf::tensor_data`]'s slices point into it.
+    pub fn shared_map(&self) -> Option<&std::sync::Arc<memmap2::Mmap>> {
+        match &self.storage {
+            Storage::Map(m) => Some(m),
+            Storage::Owned(_) => None,
         }
     }
 

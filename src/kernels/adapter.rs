@@ -122,6 +122,32 @@ fn check_up_q8_0(t: &[f32], ldt: usize, m: usize, r: usize, tscale: Option<&[f32
     ldt_c
 }
 
+/// [`quantize_rows_q8_0`] of the transpose of a row-major `rows × cols` matrix (`Bᵀ`'s Q8_0 rows
+/// from `B`), without making the transpose: each run of 32 rows is transposed in a tile on the
+/// stack and its `cols` blocks quantized from there. Same bytes as transposing first.
+///
+/// # Panics
+/// If `rows` is not a multiple of 32 or `x` holds fewer than `rows · cols` floats.
+pub fn quantize_cols_q8_0(x: &[f32], rows: usize, cols: usize) -> Vec<u8> {
+    assert!(rows % 32 == 0, "quantize_cols_q8_0: {rows} rows are not a whole number of Q8_0 blocks of 32");
+    let n = rows.checked_mul(cols).unwrap_or_else(|| panic!("quantize_cols_q8_0: {rows} × {cols} overflows usize"));
+    assert!(x.len() >= n, "quantize_cols_q8_0: x holds {} floats, {rows} × {cols} need {n}", x.len());
+    let stride = rows / 32 * Q8_0_BLOCK;
+    let mut out = vec![0u8; cols * stride];
+    let q = super::quant::selected();
+    let mut tile = [0f32; 32];
+    for (bi, run) in x[..n].chunks_exact(32 * cols.max(1)).enumerate() {
+        for j in 0..cols {
+            for (t, row) in tile.iter_mut().zip(run.chunks_exact(cols)) {
+                *t = row[j];
+            }
+            let dst = &mut out[j * stride + bi * Q8_0_BLOCK..][..Q8_0_BLOCK];
+            q.quantize_act(QuantType::Q8_0, &tile, dst).expect("one Q8_0 block");
+        }
+    }
+    out
+}
+
 /// Quantizes a row-major `rows × cols` f32 matrix to Q8_0 rows (each `cols / 32` blocks, one row after
 /// another, stride `cols / 32 · 34` bytes), with the selected ISA's activation quantizer (Q8_0's
 /// `d = max|x| / 127`, `q = round(x / d)`): the layout [`AdapterKernels::up_q8_0`] reads `BT` in.

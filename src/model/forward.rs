@@ -735,9 +735,12 @@ impl<'a> AdapterPlan<'a> {
                         Term::LowRank(lr) | Term::Dora(crate::adapter::Dora { lora: lr, .. }) => {
                             let t_off = p.t_len;
                             p.t_len += m * lr.r;
-                            p.down.push(DownUnit { rows: seg.rows.clone(), a: &lr.a, a_q8: lq.map(|q| &q.a[..]), a_i8: None, lda: lr.n_in, r: lr.r, n_in: lr.n_in, t_off });
+                            // With Q8_0 copies the f32 factors are not read (a loader may not even
+                            // have made `Bᵀ`: see `adapter::factor`).
+                            let (a, bt): (&[f32], &[f32]) = if lq.is_some() { (&[], &[]) } else { (&lr.a, &lr.bt) };
+                            p.down.push(DownUnit { rows: seg.rows.clone(), a, a_q8: lq.map(|q| &q.a[..]), a_i8: None, lda: lr.n_in, r: lr.r, n_in: lr.n_in, t_off });
                             let oscale = if let Term::Dora(d) = term { Some(&d.c[..]) } else { None };
-                            p.up.push(UpUnit { job: ji, rows: seg.rows.clone(), t_off, r: lr.r, tscale: None, bt: &lr.bt, bt_q8: lq.map(|q| &q.bt[..]), b_i8: None, ldb: lr.n_out, oscale, s: s * lr.scale });
+                            p.up.push(UpUnit { job: ji, rows: seg.rows.clone(), t_off, r: lr.r, tscale: None, bt, bt_q8: lq.map(|q| &q.bt[..]), b_i8: None, ldb: lr.n_out, oscale, s: s * lr.scale });
                             if let Term::Dora(d) = term {
                                 match p.base_scale.iter_mut().find(|b| b.job == ji && b.rows == seg.rows) {
                                     Some(b) => b.list.push((&d.c, *s)),

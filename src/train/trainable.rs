@@ -263,7 +263,7 @@ impl Trainable {
                 let term = match spec.method {
                     Method::Lora | Method::FfaLora => {
                         let a = kaiming_uniform(&mut rng, r, ni, sqrt5());
-                        Term::LowRank(LowRank { r, n_in: ni, n_out: no, a, bt: vec![0.0; r * no], scale })
+                        Term::LowRank(LowRank { r, n_in: ni, n_out: no, a: a.into(), bt: vec![0.0; r * no].into(), scale })
                     }
                     Method::Vera => {
                         let sh = vera_shared.clone().expect("made above");
@@ -272,13 +272,13 @@ impl Trainable {
                     Method::Loldu => {
                         let Factor::Loldu(m) = f else { unreachable!("LoLDU factors") };
                         mapped[l][kind as usize] = Some(Mapped::Loldu { pl: m.pl, d: m.d, z: m.z, s0: m.scale, s: vec![m.scale], train_scale: spec.loldu_train_scale });
-                        Term::LowRank(LowRank { r, n_in: ni, n_out: no, a: m.u, bt: vec![0.0; r * no], scale: m.scale })
+                        Term::LowRank(LowRank { r, n_in: ni, n_out: no, a: m.u.into(), bt: vec![0.0; r * no].into(), scale: m.scale })
                     }
                     Method::LoraXs | Method::LoraSb => {
                         let Factor::Xs(m) = f else { unreachable!("LoRA-XS factors") };
                         let b_t = transpose(&m.b, no, r);
                         mapped[l][kind as usize] = Some(Mapped::Xs { b: m.b, b_t, latent: m.latent });
-                        Term::LowRank(LowRank { r, n_in: ni, n_out: no, a: m.a, bt: vec![0.0; r * no], scale: m.scale })
+                        Term::LowRank(LowRank { r, n_in: ni, n_out: no, a: m.a.into(), bt: vec![0.0; r * no].into(), scale: m.scale })
                     }
                 };
                 ad.layers[l][kind as usize] = Some(term);
@@ -316,14 +316,14 @@ impl Trainable {
                     Method::Vera => VeraLayer::load_with(vera_shared.clone().expect("loaded above"), &prefix, src, ni, no, file)?.to_term(),
                     Method::Loldu => {
                         let m = LolduLayer::load(&prefix, src, hy, ni, no, file)?;
-                        let t = Term::LowRank(LowRank { r: m.r, n_in: ni, n_out: no, a: m.u, bt: vec![0.0; m.r * no], scale: m.scale });
+                        let t = Term::LowRank(LowRank { r: m.r, n_in: ni, n_out: no, a: m.u.into(), bt: vec![0.0; m.r * no].into(), scale: m.scale });
                         let train_scale = spec.loldu_train_scale;
                         mapped[l][kind as usize] = Some(Mapped::Loldu { pl: m.pl, d: m.d, z: m.z, s0: m.scale, s: vec![m.scale_z], train_scale });
                         t
                     }
                     Method::LoraXs | Method::LoraSb => {
                         let m = LoraXsLayer::load(&prefix, src, hy, ni, no, file)?;
-                        let t = Term::LowRank(LowRank { r: m.r, n_in: ni, n_out: no, a: m.a, bt: vec![0.0; m.r * no], scale: m.scale });
+                        let t = Term::LowRank(LowRank { r: m.r, n_in: ni, n_out: no, a: m.a.into(), bt: vec![0.0; m.r * no].into(), scale: m.scale });
                         let b_t = transpose(&m.b, no, m.r);
                         mapped[l][kind as usize] = Some(Mapped::Xs { b: m.b, b_t, latent: m.latent });
                         t
@@ -515,7 +515,7 @@ impl Trainable {
                             n_out: lr.n_out,
                             pl: pl.clone(),
                             d: d.clone(),
-                            u: lr.a.clone(),
+                            u: lr.a.to_vec(),
                             z: z.clone(),
                             scale: *s0,
                             scale_z: s[0],
@@ -524,11 +524,11 @@ impl Trainable {
                         m.save(&prefix, &mut tensors);
                     }
                     (Term::LowRank(lr), Some(Mapped::Xs { b, latent, .. })) => {
-                        let m = LoraXsLayer { r: lr.r, n_in: lr.n_in, n_out: lr.n_out, a: lr.a.clone(), b: b.clone(), latent: latent.clone(), scale: lr.scale };
+                        let m = LoraXsLayer { r: lr.r, n_in: lr.n_in, n_out: lr.n_out, a: lr.a.to_vec(), b: b.clone(), latent: latent.clone(), scale: lr.scale };
                         m.save(&prefix, &mut tensors);
                     }
                     (Term::LowRank(lr), None) => {
-                        let m = LoraLayer { r: lr.r, n_in: lr.n_in, n_out: lr.n_out, a: lr.a.clone(), b: transpose(&lr.bt, lr.r, lr.n_out), scale: lr.scale };
+                        let m = LoraLayer { r: lr.r, n_in: lr.n_in, n_out: lr.n_out, a: lr.a.to_vec(), b: transpose(&lr.bt, lr.r, lr.n_out), scale: lr.scale };
                         m.save(&prefix, &mut tensors);
                     }
                     (Term::Vera(v), _) => {

@@ -199,7 +199,7 @@ impl LayerMethod for LortaLayer {
                 }
             }
         }
-        Term::LowRank(LowRank { r, n_in: d, n_out: no, a, bt, scale: sh.scale })
+        Term::LowRank(LowRank { r, n_in: d, n_out: no, a: a.into(), bt: bt.into(), scale: sh.scale })
     }
     /// Writes `prefix.lorta_index` = `(layer, matrix)` and the shared factors under `shared.`.
     fn save(&self, prefix: &str, out: &mut Tensors) {

@@ -89,7 +89,7 @@ impl LayerMethod for MissLayer {
         // w = n_out).
         let w = self.width();
         let bt: Vec<f32> = self.m.chunks_exact(w).flat_map(|row| row.iter().copied().cycle().take(no)).collect();
-        Term::LowRank(LowRank { r, n_in: ni, n_out: no, a, bt, scale: 1.0 })
+        Term::LowRank(LowRank { r, n_in: ni, n_out: no, a: a.into(), bt: bt.into(), scale: 1.0 })
     }
     fn save(&self, prefix: &str, out: &mut Tensors) {
         let shape = if self.bat { vec![self.n_out / self.r, self.r, self.r] } else { vec![self.r, self.width()] };

@@ -268,10 +268,10 @@ impl LayerMethod for RandLoraLayer {
         }
         let t = if self.n_in == mn {
             // y = UB·(UA·x): A' = UA, B' = UB (Bᵀ = UBᵀ).
-            LowRank { r: rank, n_in: self.n_in, n_out: self.n_out, a: ua, bt: ubt, scale: self.scale }
+            LowRank { r: rank, n_in: self.n_in, n_out: self.n_out, a: ua.into(), bt: ubt.into(), scale: self.scale }
         } else {
             // y = UAᵀ·(UBᵀ·x): A' = UBᵀ, B' = UAᵀ (Bᵀ = UA).
-            LowRank { r: rank, n_in: self.n_in, n_out: self.n_out, a: ubt, bt: ua, scale: self.scale }
+            LowRank { r: rank, n_in: self.n_in, n_out: self.n_out, a: ubt.into(), bt: ua.into(), scale: self.scale }
         };
         Term::LowRank(t)
     }
