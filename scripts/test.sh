@@ -16,7 +16,17 @@ apt_install() {
     [ -n "$apt_updated" ] || { $SUDO apt-get update -qq; apt_updated=1; }
     $SUDO apt-get install -y -qq "$@" >/dev/null
 }
-if ! ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1 && ! ls /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1; then
+# libclang itself (libclang.so*, libclang-<version>.so*), not libclang-cpp, which other packages
+# bring and bindgen cannot use.
+have_libclang() {
+    local f
+    for f in /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so* \
+        /usr/lib/*-linux-gnu/libclang.so* /usr/lib/*-linux-gnu/libclang-[0-9]*.so*; do
+        [ -e "$f" ] && return 0
+    done
+    return 1
+}
+if ! have_libclang; then
     echo "== installing libclang for bindgen" >&2
     apt_install libclang-dev
 fi
