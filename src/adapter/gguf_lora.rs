@@ -16,7 +16,6 @@ use crate::model::{LinearKind, Model};
 use crate::quant::QuantType;
 use crate::{Error, Result};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Reads a GGUF LoRA into LoRA's native tensors (`blk.<l>.<linear>.lora_a` `[r, n_in]`,
 /// `.lora_b` `[n_out, r]`, hyper-parameter `alpha`). llama.cpp's alpha 0 (scale 1) becomes alpha 1
@@ -94,27 +93,20 @@ fn read_open(g: &Gguf) -> Result<NativeAdapter> {
     };
     // Two threads share the conversion.
     type Named = (String, (Vec<usize>, Vec<f32>));
-    let convert = |pairs: &[Pair]| -> Result<Vec<Named>> {
-        let mut out = Vec::with_capacity(2 * pairs.len());
-        for &(layer, kind, ta, tb) in pairs {
-            let (n_in, r, n_out) = (ta.row_len(), ta.n_rows(), tb.n_rows());
-            let a = read_mat(ta)?;
-            let mut b = read_mat(tb)?;
-            if alpha == 0.0 {
-                b.iter_mut().for_each(|v| *v *= r as f32);
-            }
-            let p = format!("blk.{layer}.{}", kind.gguf_name());
-            out.push((format!("{p}.lora_a"), (vec![r, n_in], a)));
-            out.push((format!("{p}.lora_b"), (vec![n_out, r], b)));
+    let convert = |(layer, kind, ta, tb): Pair| -> Result<[Named; 2]> {
+        let (n_in, r, n_out) = (ta.row_len(), ta.n_rows(), tb.n_rows());
+        let a = read_mat(ta)?;
+        let mut b = read_mat(tb)?;
+        if alpha == 0.0 {
+            b.iter_mut().for_each(|v| *v *= r as f32);
         }
-        Ok(out)
+        let p = format!("blk.{layer}.{}", kind.gguf_name());
+        Ok([(format!("{p}.lora_a"), (vec![r, n_in], a)), (format!("{p}.lora_b"), (vec![n_out, r], b))])
     };
-    let (first, second) = pairs.split_at(pairs.len().div_ceil(2));
-    let (x, y) = std::thread::scope(|sc| {
-        let h = sc.spawn(|| convert(second));
-        (convert(first), h.join().expect("adapter read thread"))
-    });
-    let tensors: Tensors = x?.into_iter().chain(y?).collect();
+    let mut tensors = Tensors::new();
+    for named in crate::pool::map_two(pairs, convert) {
+        tensors.extend(named?);
+    }
     let mut hyper = Hyper::new();
     hyper.insert("alpha".into(), if alpha == 0.0 { "1".into() } else { alpha.to_string() });
     Ok(NativeAdapter { method: "lora".into(), hyper, base_fingerprint: None, tensors, source: file })
@@ -162,50 +154,26 @@ pub fn load(path: &Path, name: &str, model: &Model) -> Result<Adapter> {
     // The hyper-parameter as the file path records it, so both paths give the same bits.
     let alpha64: f64 = alpha.to_string().parse().expect("a finite f32 prints as a number");
     // Checks one pair's values and makes its Q8_0 copies.
-    let build = |(l, kind, prefix, r, a, bt): &(usize, LinearKind, String, usize, Factor, Factor)| -> Result<(LowRank, Option<LowRankQ8>)> {
-        for (f, p) in [(a, "lora_a"), (bt, "lora_b")] {
+    let build = |(l, kind, prefix, r, a, bt): (usize, LinearKind, String, usize, Factor, Factor)| -> Result<(usize, LinearKind, LowRank, Option<LowRankQ8>)> {
+        for (f, p) in [(&a, "lora_a"), (&bt, "lora_b")] {
             let v = f.source();
             if !all_finite(v) {
                 let i = v.iter().position(|x| !x.is_finite()).unwrap_or(0);
                 return Err(Error::format(file, format!("{prefix}.{p}"), format!("non-finite value at element {i}")));
             }
         }
-        let w = model.weights.blocks[*l].linear(*kind);
-        let (r, n_in, n_out) = (*r, w.n_in, w.n_out);
+        let w = model.weights.blocks[l].linear(kind);
+        let (n_in, n_out) = (w.n_in, w.n_out);
         let q8 = (n_in % 32 == 0 && n_out % 32 == 0)
-            .then(|| LowRankQ8 { a: quantize_rows_q8_0(a, r, n_in), bt: quantize_cols_q8_0(bt.source(), n_out, r) });
-        Ok((LowRank { r, n_in, n_out, a: a.clone(), bt: bt.clone(), scale: LoraLayer::scale_for(alpha64, r, false) }, q8))
+            .then(|| LowRankQ8 { a: quantize_rows_q8_0(&a, r, n_in), bt: quantize_cols_q8_0(bt.source(), n_out, r) });
+        Ok((l, kind, LowRank { r, n_in, n_out, a, bt, scale: LoraLayer::scale_for(alpha64, r, false) }, q8))
     };
-    // Two threads take pairs in turn from a shared counter (not half each: on a VM the second
-    // thread sometimes starts late, and the first then takes its share instead of waiting).
-    let next = AtomicUsize::new(0);
-    let work = || {
-        let mut out = Vec::new();
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(job) = jobs.get(i) else { return out };
-            let res = build(job);
-            let failed = res.is_err();
-            out.push((i, res));
-            if failed {
-                // Later pairs need no work: the first error by file order is reported.
-                next.fetch_max(jobs.len(), Ordering::Relaxed);
-            }
-        }
-    };
-    let mut built = std::thread::scope(|sc| {
-        let h = sc.spawn(work);
-        let mut v = work();
-        v.extend(h.join().expect("adapter load thread"));
-        v
-    });
-    built.sort_unstable_by_key(|b| b.0);
+    let built = crate::pool::map_two(jobs, build);
     let mut ad = Adapter::empty(name, "lora", file, n_layers);
     ad.hyper.insert("alpha".into(), alpha.to_string());
     ad.q8 = (0..n_layers).map(|_| Default::default()).collect();
-    for (i, res) in built {
-        let (lr, q8) = res?;
-        let (l, kind) = (jobs[i].0, jobs[i].1);
+    for res in built {
+        let (l, kind, lr, q8) = res?;
         ad.trainable_params += lr.a.len() + lr.n_out * lr.r;
         ad.layers[l][kind as usize] = Some(Term::LowRank(lr));
         ad.q8[l][kind as usize] = q8;

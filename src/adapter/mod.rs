@@ -108,14 +108,9 @@ impl Adapter {
                 })
             })
             .collect();
-        let (first, second) = jobs.split_at(jobs.len().div_ceil(2));
-        let run = |js: &[(usize, usize, &LowRank)]| js.iter().map(|&(l, k, lr)| (l, k, term::LowRankQ8::of(lr))).collect::<Vec<_>>();
-        let (x, y) = std::thread::scope(|sc| {
-            let h = sc.spawn(|| run(second));
-            (run(first), h.join().expect("adapter quantization thread"))
-        });
+        let done = crate::pool::map_two(jobs, |(l, k, lr)| (l, k, term::LowRankQ8::of(lr)));
         let mut q8: Vec<[Option<term::LowRankQ8>; 7]> = (0..self.layers.len()).map(|_| Default::default()).collect();
-        for (l, k, q) in x.into_iter().chain(y) {
+        for (l, k, q) in done {
             q8[l][k] = q;
         }
         self.q8 = q8;

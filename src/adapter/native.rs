@@ -112,51 +112,39 @@ impl NativeAdapter {
         if let Some(k) = self.tensors.keys().next() {
             return Err(Error::format(&file, k, format!("not a parameter of {}", self.method)));
         }
-        let half = jobs.len().div_ceil(2);
-        let mut rest = jobs.split_off(half);
+        // Two threads share the checks, transposes and quantization.
         #[allow(clippy::type_complexity)]
-        let convert = |jobs: &mut Vec<_>| -> Result<Vec<(usize, LinearKind, super::Term, usize, Option<super::term::LowRankQ8>, Option<Vec<f32>>)>> {
-            let mut out = Vec::with_capacity(jobs.len());
-            for (l, kind, prefix, r, ni, no, a, b, bias, heads, scale) in jobs.drain(..) {
-                let a: Vec<f32> = a;
-                let b: Vec<f32> = b;
-                let bias: Option<Vec<f32>> = bias;
-                for (v, p) in [(&a, "lora_a"), (&b, "lora_b"), (bias.as_ref().unwrap_or(&Vec::new()), "lora_bias")] {
-                    if !super::term::all_finite(v) {
-                        let i = v.iter().position(|x| !x.is_finite()).unwrap_or(0);
-                        return Err(Error::format(&file, format!("{prefix}.{p}"), format!("non-finite value at element {i}")));
-                    }
+        let convert = |(l, kind, prefix, r, ni, no, a, b, bias, heads, scale): (usize, LinearKind, String, usize, usize, usize, Vec<f32>, Vec<f32>, Option<Vec<f32>>, usize, f32)| -> Result<(usize, LinearKind, super::Term, usize, Option<super::term::LowRankQ8>, Option<Vec<f32>>)> {
+            for (v, p) in [(&a, "lora_a"), (&b, "lora_b"), (bias.as_ref().unwrap_or(&Vec::new()), "lora_bias")] {
+                if !super::term::all_finite(v) {
+                    let i = v.iter().position(|x| !x.is_finite()).unwrap_or(0);
+                    return Err(Error::format(&file, format!("{prefix}.{p}"), format!("non-finite value at element {i}")));
                 }
-                let params = a.len() + b.len() + bias.as_ref().map_or(0, Vec::len);
-                let mut lr = super::LowRank::from_a_b_vec(r, ni, no, a, b, scale);
-                let mut bias = bias.map(|v| output_bias(&v, scale));
-                if heads > 0 {
-                    let perm = qk_perm(no, heads);
-                    let old = lr.bt.clone();
-                    for j in 0..r {
-                        for (g, &h) in perm.iter().enumerate() {
-                            lr.bt[j * no + g] = old[j * no + h];
-                        }
-                    }
-                    bias = bias.map(|v| perm.iter().map(|&h| v[h]).collect());
-                }
-                let q8 = super::term::LowRankQ8::of(&lr);
-                out.push((l, kind, super::Term::LowRank(lr), params, q8, bias));
             }
-            Ok(out)
+            let params = a.len() + b.len() + bias.as_ref().map_or(0, Vec::len);
+            let mut lr = super::LowRank::from_a_b_vec(r, ni, no, a, b, scale);
+            let mut bias = bias.map(|v| output_bias(&v, scale));
+            if heads > 0 {
+                let perm = qk_perm(no, heads);
+                let old = lr.bt.clone();
+                for j in 0..r {
+                    for (g, &h) in perm.iter().enumerate() {
+                        lr.bt[j * no + g] = old[j * no + h];
+                    }
+                }
+                bias = bias.map(|v| perm.iter().map(|&h| v[h]).collect());
+            }
+            let q8 = super::term::LowRankQ8::of(&lr);
+            Ok((l, kind, super::Term::LowRank(lr), params, q8, bias))
         };
-        let (first, second) = std::thread::scope(|sc| {
-            let h = sc.spawn(|| convert(&mut rest));
-            let mut mine = jobs;
-            let a = convert(&mut mine);
-            (a, h.join().expect("adapter conversion thread"))
-        });
+        let converted = crate::pool::map_two(jobs, convert);
         let mut ad = Adapter::empty(name, &self.method, &file, n_layers);
         ad.hyper = std::mem::take(&mut self.hyper);
         ad.base_fingerprint = self.base_fingerprint.take();
         ad.q8 = (0..n_layers).map(|_| Default::default()).collect();
         let ffa = ad.method == "ffa-lora";
-        for (l, kind, term, params, q8, bias) in first?.into_iter().chain(second?) {
+        for res in converted {
+            let (l, kind, term, params, q8, bias) = res?;
             // FFA-LoRA trains only B (A stays at its random init).
             ad.trainable_params += if ffa { term.n_out() * term.rank() } else { params };
             ad.layers[l][kind as usize] = Some(term);
