@@ -36,14 +36,14 @@ fn random(model: &Model, method: &str, r: usize, seed: u64) -> Arc<Adapter> {
             max_out = max_out.max(w.n_out);
             if method == "miss-bat" {
                 if matches!(kind, LinearKind::Q | LinearKind::V) {
-                    t.insert(format!("{p}.miss_block"), (vec![w.n_out / r, r, r], g.vec(w.n_out * r, 0.01)));
+                    t.insert(format!("{p}.miss_block"), (vec![w.n_out / r, r, r], g.vec(w.n_out * r, 0.01).into()));
                 }
             } else if method == "lora" {
-                t.insert(format!("{p}.lora_a"), (vec![r, w.n_in], g.vec(r * w.n_in, 1.0 / (w.n_in as f32).sqrt())));
-                t.insert(format!("{p}.lora_b"), (vec![w.n_out, r], g.vec(w.n_out * r, 0.02)));
+                t.insert(format!("{p}.lora_a"), (vec![r, w.n_in], g.vec(r * w.n_in, 1.0 / (w.n_in as f32).sqrt()).into()));
+                t.insert(format!("{p}.lora_b"), (vec![w.n_out, r], g.vec(w.n_out * r, 0.02).into()));
             } else {
-                t.insert(format!("{p}.vera_lambda_d"), (vec![r], vec![0.1; r]));
-                t.insert(format!("{p}.vera_lambda_b"), (vec![w.n_out], g.vec(w.n_out, 0.01)));
+                t.insert(format!("{p}.vera_lambda_d"), (vec![r], vec![0.1; r].into()));
+                t.insert(format!("{p}.vera_lambda_b"), (vec![w.n_out], g.vec(w.n_out, 0.01).into()));
             }
         }
     }
@@ -51,8 +51,8 @@ fn random(model: &Model, method: &str, r: usize, seed: u64) -> Arc<Adapter> {
         hyper.insert("alpha".into(), (2 * r).to_string());
     } else if method == "vera" {
         let (ba, bb) = ((6.0 / max_in as f32).sqrt(), (6.0 / r as f32).sqrt());
-        t.insert("shared.vera_A".into(), (vec![r, max_in], g.vec(r * max_in, ba / 1.7)));
-        t.insert("shared.vera_B".into(), (vec![max_out, r], g.vec(max_out * r, bb / 1.7)));
+        t.insert("shared.vera_A".into(), (vec![r, max_in], g.vec(r * max_in, ba / 1.7).into()));
+        t.insert("shared.vera_B".into(), (vec![max_out, r], g.vec(max_out * r, bb / 1.7).into()));
     }
     let m = if method == "miss-bat" { "miss" } else { method };
     let n = NativeAdapter { method: m.into(), hyper, base_fingerprint: None, tensors: t, source: format!("<random {method} r{r}>") };

@@ -308,3 +308,47 @@ fn gguf_lora_loads_from_the_map_as_from_copies() {
     assert!(e.contains("lora.gguf") && e.contains("ffn_") && e.contains("shape"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// graft's safetensors files and PEFT directories with f32 LoRA factors load with the factors left
+/// in the file's map, except where PEFT's q/k rows must be permuted; the adapter equals the one
+/// built from owned copies of the same tensors (factors, Q8_0 copies, tokens under both numerics).
+#[test]
+fn safetensors_lora_loads_from_the_map_as_from_copies() {
+    use graft::adapter::{load, peft, Term};
+    let dir = tmp("mapped-st");
+    let model = tiny(&dir, TinySpec::default(), 21);
+    let n = random_native(&model, "lora", 8, 22, false);
+    let gp = dir.join("lora.safetensors");
+    graft_format::write(&gp, &n).unwrap();
+    let pd = dir.join("peft");
+    std::fs::create_dir_all(&pd).unwrap();
+    peft::write(&pd, &n.with_qk_rows("hf", 4, 2).unwrap(), None).unwrap();
+    for (path, permuted) in [(gp, false), (pd, true)] {
+        let mapped = Arc::new(load::load(&path, &model).unwrap());
+        let mut owned = load::read_native(&path).unwrap();
+        for v in owned.tensors.values_mut() {
+            v.1 = v.1.to_vec().into();
+        }
+        let copied = Arc::new(owned.into_adapter("lora", &model).unwrap());
+        let mut views = 0;
+        for (l, blk) in mapped.layers.iter().enumerate() {
+            for (k, t) in blk.iter().enumerate() {
+                let (Some(Term::LowRank(m)), Some(Term::LowRank(c))) = (t, &copied.layers[l][k]) else { panic!("block {l} projection {k}") };
+                assert!(c.a.is_owned() && c.bt.is_owned());
+                let qk = k == graft::model::LinearKind::Q as usize || k == graft::model::LinearKind::K as usize;
+                if !(permuted && qk) {
+                    assert!(!m.a.is_owned() && format!("{:?}", m.bt).contains("to transpose"), "{}: {:?} {:?}", path.display(), m.a, m.bt);
+                    views += 1;
+                }
+                assert_eq!(mapped.q8[l][k], copied.q8[l][k], "{}: Q8_0 copies of block {l} projection {k}", path.display());
+                assert_eq!((&m.a[..], &m.bt[..], m.scale.to_bits()), (&c.a[..], &c.bt[..], c.scale.to_bits()));
+            }
+        }
+        assert!(views >= 10, "{views}");
+        let set = |a: &Arc<graft::adapter::Adapter>| AdapterSet::fixed(&[(a.clone(), 1.0)]);
+        for nm in [Numerics::Q8, Numerics::F32] {
+            assert_eq!(greedy_with(&model, &set(&mapped), nm, 5), greedy_with(&model, &set(&copied), nm, 5), "{}", path.display());
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

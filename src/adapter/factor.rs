@@ -53,6 +53,15 @@ impl Factor {
         Some(Factor(Repr::Transposed { map: map.clone(), bytes, rows, cols, made: OnceLock::new() }))
     }
 
+    /// This `[rows, cols]` factor's transpose made on first read, where it is a view of a map
+    /// (nothing copied); otherwise the factor back, unchanged.
+    pub fn transposed_view(self, rows: usize, cols: usize) -> std::result::Result<Factor, Factor> {
+        match self.0 {
+            Repr::Mapped { map, bytes } => Factor::transposed(&map, bytes.clone(), rows, cols).ok_or(Factor(Repr::Mapped { map, bytes })),
+            other => Err(Factor(other)),
+        }
+    }
+
     /// The source values: the matrix itself, or for a transposed factor the matrix it transposes
     /// (the same values in another order), without making the transpose.
     pub fn source(&self) -> &[f32] {
@@ -114,6 +123,12 @@ impl DerefMut for Factor {
 impl From<Vec<f32>> for Factor {
     fn from(v: Vec<f32>) -> Factor {
         Factor(Repr::Owned(v))
+    }
+}
+
+impl FromIterator<f32> for Factor {
+    fn from_iter<I: IntoIterator<Item = f32>>(it: I) -> Factor {
+        Factor(Repr::Owned(it.into_iter().collect()))
     }
 }
 

@@ -92,7 +92,7 @@ fn read_open(g: &Gguf) -> Result<NativeAdapter> {
         Ok(out)
     };
     // Two threads share the conversion.
-    type Named = (String, (Vec<usize>, Vec<f32>));
+    type Named = (String, (Vec<usize>, Factor));
     let convert = |(layer, kind, ta, tb): Pair| -> Result<[Named; 2]> {
         let (n_in, r, n_out) = (ta.row_len(), ta.n_rows(), tb.n_rows());
         let a = read_mat(ta)?;
@@ -101,7 +101,7 @@ fn read_open(g: &Gguf) -> Result<NativeAdapter> {
             b.iter_mut().for_each(|v| *v *= r as f32);
         }
         let p = format!("blk.{layer}.{}", kind.gguf_name());
-        Ok([(format!("{p}.lora_a"), (vec![r, n_in], a)), (format!("{p}.lora_b"), (vec![n_out, r], b))])
+        Ok([(format!("{p}.lora_a"), (vec![r, n_in], a.into())), (format!("{p}.lora_b"), (vec![n_out, r], b.into()))])
     };
     let mut tensors = Tensors::new();
     for named in crate::pool::map_two(pairs, convert) {

@@ -99,8 +99,9 @@ fn read_open(f: &SafeTensorsFile) -> Result<NativeAdapter> {
     };
     let mut tensors = Tensors::new();
     for t in f.tensors() {
-        let v = to_f32(&t.dtype, f.tensor_data(&t.name)?).map_err(|m| Error::format(&file, &t.name, m))?;
-        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+        let v = f.tensor_f32(t)?;
+        if !super::term::all_finite(&v) {
+            let i = v.iter().position(|x| !x.is_finite()).unwrap_or(0);
             return Err(Error::format(&file, &t.name, format!("non-finite value at element {i}")));
         }
         tensors.insert(t.name.clone(), (t.shape.clone(), v));

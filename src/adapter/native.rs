@@ -16,6 +16,7 @@ use super::methods::nola::NolaLayer;
 use super::methods::randlora::{RandLoraLayer, RandLoraShared};
 use super::methods::vera::VeraLayer;
 use super::methods::{Hyper, LayerMethod, Tensors};
+use super::factor::Factor;
 use super::term::VeraShared;
 use super::Adapter;
 use crate::kernels::quant;
@@ -114,22 +115,40 @@ impl NativeAdapter {
         }
         // Two threads share the checks, transposes and quantization.
         #[allow(clippy::type_complexity)]
-        let convert = |(l, kind, prefix, r, ni, no, a, b, bias, heads, scale): (usize, LinearKind, String, usize, usize, usize, Vec<f32>, Vec<f32>, Option<Vec<f32>>, usize, f32)| -> Result<(usize, LinearKind, super::Term, usize, Option<super::term::LowRankQ8>, Option<Vec<f32>>)> {
-            for (v, p) in [(&a, "lora_a"), (&b, "lora_b"), (bias.as_ref().unwrap_or(&Vec::new()), "lora_bias")] {
+        let convert = |(l, kind, prefix, r, ni, no, a, b, bias, heads, scale): (usize, LinearKind, String, usize, usize, usize, Factor, Factor, Option<Factor>, usize, f32)| -> Result<(usize, LinearKind, super::Term, usize, Option<super::term::LowRankQ8>, Option<Vec<f32>>)> {
+            for (v, p) in [(&a[..], "lora_a"), (&b[..], "lora_b"), (bias.as_deref().unwrap_or(&[]), "lora_bias")] {
                 if !super::term::all_finite(v) {
                     let i = v.iter().position(|x| !x.is_finite()).unwrap_or(0);
                     return Err(Error::format(&file, format!("{prefix}.{p}"), format!("non-finite value at element {i}")));
                 }
             }
-            let params = a.len() + b.len() + bias.as_ref().map_or(0, Vec::len);
-            let mut lr = super::LowRank::from_a_b_vec(r, ni, no, a, b, scale);
+            let params = a.len() + b.len() + bias.as_ref().map_or(0, |v| v.len());
             let mut bias = bias.map(|v| output_bias(&v, scale));
+            // Factors that are views of the file's map stay there: `A` as it is, `Bᵀ` made on
+            // first read, only the Q8_0 copies made here (see `factor`). Rows permuted for q/k
+            // (PEFT's layout) need copies.
+            let b = if heads == 0 {
+                match b.transposed_view(no, r) {
+                    Ok(bt) => {
+                        let q8 = (ni % 32 == 0 && no % 32 == 0).then(|| super::term::LowRankQ8 {
+                            a: crate::kernels::adapter::quantize_rows_q8_0(&a, r, ni),
+                            bt: crate::kernels::adapter::quantize_cols_q8_0(bt.source(), no, r),
+                        });
+                        return Ok((l, kind, super::Term::LowRank(super::LowRank { r, n_in: ni, n_out: no, a, bt, scale }), params, q8, bias));
+                    }
+                    Err(b) => b,
+                }
+            } else {
+                b
+            };
+            let mut lr = super::LowRank::from_a_b_vec(r, ni, no, a, b.into_vec(), scale);
             if heads > 0 {
                 let perm = qk_perm(no, heads);
-                let old = lr.bt.clone();
+                let old = lr.bt.to_vec();
+                let bt: &mut [f32] = &mut lr.bt;
                 for j in 0..r {
                     for (g, &h) in perm.iter().enumerate() {
-                        lr.bt[j * no + g] = old[j * no + h];
+                        bt[j * no + g] = old[j * no + h];
                     }
                 }
                 bias = bias.map(|v| perm.iter().map(|&h| v[h]).collect());

@@ -13,7 +13,7 @@
 //! `nn.Linear` targets (every llama projection): as false, the tensors unchanged. Still refused,
 //! naming the file and field: `lora_bias` with DoRA (PEFT refuses it too), and pattern keys that
 //! are not regular expressions the `regex` crate accepts.
-use super::graft_format::{to_f32, write_atomic};
+use super::graft_format::write_atomic;
 use super::methods::{Hyper, Tensors};
 use super::native::NativeAdapter;
 use crate::format::safetensors::SafeTensorsFile;
@@ -147,11 +147,12 @@ pub fn read(dir: &Path) -> Result<NativeAdapter> {
         t => return Err(Error::format(&cfg_name, "peft_type", format!("{t:?} is not supported (LORA, VERA, MISS, BONE, LOKR, RANDLORA)"))),
     };
     // RandLoRA files repeat the shared bases under every layer: they must equal the shared ones.
-    let mut layer_copies: Vec<(String, Vec<f32>)> = Vec::new();
+    let mut layer_copies: Vec<(String, super::factor::Factor)> = Vec::new();
     let mut tensors = Tensors::new();
     for t in st.tensors() {
-        let v = to_f32(&t.dtype, st.tensor_data(&t.name)?).map_err(|m| Error::format(&file, &t.name, m))?;
-        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+        let v = st.tensor_f32(t)?;
+        if !super::term::all_finite(&v) {
+            let i = v.iter().position(|x| !x.is_finite()).unwrap_or(0);
             return Err(Error::format(&file, &t.name, format!("non-finite value at element {i}")));
         }
         let name = match (method, t.name.as_str()) {

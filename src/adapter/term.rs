@@ -185,7 +185,8 @@ impl LowRank {
     /// The same, with `B` transposed inside its own buffer (through a copy in a per-thread scratch
     /// buffer, kept up to 4 MiB), so that a loader allocates no second matrix for `Bᵀ`: fresh
     /// memory costs a page fault and a zeroed page per 4 KiB, the larger part of loading a LoRA.
-    pub fn from_a_b_vec(r: usize, n_in: usize, n_out: usize, a: Vec<f32>, mut b: Vec<f32>, scale: f32) -> LowRank {
+    pub fn from_a_b_vec(r: usize, n_in: usize, n_out: usize, a: impl Into<Factor>, mut b: Vec<f32>, scale: f32) -> LowRank {
+        let a: Factor = a.into();
         assert_eq!(a.len(), r * n_in, "A must be [r, n_in]");
         assert_eq!(b.len(), n_out * r, "B must be [n_out, r]");
         thread_local! {
@@ -200,7 +201,7 @@ impl LowRank {
                 *s = Vec::new();
             }
         });
-        LowRank { r, n_in, n_out, a: a.into(), bt: b.into(), scale }
+        LowRank { r, n_in, n_out, a, bt: b.into(), scale }
     }
 
     /// `B` in the usual `[n_out, r]` layout.

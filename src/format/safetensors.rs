@@ -23,7 +23,7 @@ type Parsed = (Vec<StTensor>, Vec<(String, String)>);
 
 /// An open safetensors file.
 pub struct SafeTensorsFile {
-    map: memmap2::Mmap,
+    map: std::sync::Arc<memmap2::Mmap>,
     name: String,
     tensors: Vec<StTensor>,
     metadata: Vec<(String, String)>,
@@ -38,7 +38,7 @@ impl SafeTensorsFile {
         let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| Error::io(path, e))?;
         let name = path.display().to_string();
         let (tensors, metadata) = Self::parse(&map, &name)?;
-        Ok(SafeTensorsFile { map, name, tensors, metadata })
+        Ok(SafeTensorsFile { map: std::sync::Arc::new(map), name, tensors, metadata })
     }
 
     fn parse(bytes: &[u8], name: &str) -> Result<Parsed> {
@@ -74,6 +74,19 @@ impl SafeTensorsFile {
     pub fn metadata(&self) -> &[(String, String)] {
         &self.metadata
     }
+    /// A tensor's values as f32: for `F32` data a view of the map (nothing copied; see
+    /// [`Factor`](crate::adapter::factor::Factor)), for `F16` / `BF16` (or data that cannot be
+    /// viewed in place) a converted copy. Errors name the file and tensor.
+    pub fn tensor_f32(&self, t: &StTensor) -> Result<crate::adapter::factor::Factor> {
+        if t.dtype == "F32" {
+            if let Some(f) = crate::adapter::factor::Factor::mapped(&self.map, t.offset..t.offset + t.n_bytes) {
+                return Ok(f);
+            }
+        }
+        let v = crate::adapter::graft_format::to_f32(&t.dtype, self.tensor_data(&t.name)?).map_err(|m| Error::format(&self.name, &t.name, m))?;
+        Ok(v.into())
+    }
+
     /// A tensor's bytes (a view into the map).
     pub fn tensor_data(&self, name: &str) -> Result<&[u8]> {
         let i = self.tensors.binary_search_by(|t| t.name.as_str().cmp(name)).map_err(|_| Error::format(&self.name, name, "no such tensor"))?;

@@ -545,7 +545,7 @@ impl Trainer {
                 return Err(Error::format(&file, &name, format!("non-finite value at element {i}")));
             }
             if let Some(k) = name.strip_prefix("adapter.") {
-                adapter_t.insert(k.to_string(), (shape, vals));
+                adapter_t.insert(k.to_string(), (shape, vals.into()));
             } else if let Some(i) = name.strip_prefix("adam.m.") {
                 ms.insert(i.to_string(), vals);
             } else if let Some(i) = name.strip_prefix("adam.v.") {

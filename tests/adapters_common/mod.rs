@@ -19,15 +19,15 @@ pub fn random_native(model: &Model, method: &str, r: usize, seed: u64, hf_rows: 
             max_out = max_out.max(w.n_out);
             match method {
                 "lora" | "rslora" | "dora" => {
-                    t.insert(format!("{p}.lora_a"), (vec![r, w.n_in], g.vec(r * w.n_in, 0.2)));
-                    t.insert(format!("{p}.lora_b"), (vec![w.n_out, r], g.vec(w.n_out * r, 0.2)));
+                    t.insert(format!("{p}.lora_a"), (vec![r, w.n_in], g.vec(r * w.n_in, 0.2).into()));
+                    t.insert(format!("{p}.lora_b"), (vec![w.n_out, r], g.vec(w.n_out * r, 0.2).into()));
                     if method == "dora" {
                         t.insert(format!("{p}.magnitude"), (vec![w.n_out], (0..w.n_out).map(|_| 0.8 + 0.1 * g.sample().abs()).collect()));
                     }
                 }
                 "vera" => {
-                    t.insert(format!("{p}.vera_lambda_d"), (vec![r], g.vec(r, 0.5)));
-                    t.insert(format!("{p}.vera_lambda_b"), (vec![w.n_out], g.vec(w.n_out, 0.5)));
+                    t.insert(format!("{p}.vera_lambda_d"), (vec![r], g.vec(r, 0.5).into()));
+                    t.insert(format!("{p}.vera_lambda_b"), (vec![w.n_out], g.vec(w.n_out, 0.5).into()));
                 }
                 m => panic!("no generator for {m}"),
             }
@@ -42,8 +42,8 @@ pub fn random_native(model: &Model, method: &str, r: usize, seed: u64, hf_rows: 
             hyper.insert("rslora".into(), "true".into());
         }
         "vera" => {
-            t.insert("shared.vera_A".into(), (vec![r, max_in], g.vec(r * max_in, 0.3)));
-            t.insert("shared.vera_B".into(), (vec![max_out, r], g.vec(max_out * r, 0.3)));
+            t.insert("shared.vera_A".into(), (vec![r, max_in], g.vec(r * max_in, 0.3).into()));
+            t.insert("shared.vera_B".into(), (vec![max_out, r], g.vec(max_out * r, 0.3).into()));
         }
         _ => {}
     }

@@ -87,8 +87,8 @@ impl LayerMethod for BlockLoraLayer {
         Term::LowRank(LowRank::from_a_b(rb, self.n_in, no, self.a_s.clone(), &bsum, self.scale))
     }
     fn save(&self, prefix: &str, out: &mut Tensors) {
-        out.insert(format!("{prefix}.blocklora_a"), (vec![self.rb, self.n_in], self.a_s.clone()));
-        out.insert(format!("{prefix}.blocklora_b"), (vec![self.n_out, self.r()], self.b.clone()));
+        out.insert(format!("{prefix}.blocklora_a"), (vec![self.rb, self.n_in], self.a_s.clone().into()));
+        out.insert(format!("{prefix}.blocklora_b"), (vec![self.n_out, self.r()], self.b.clone().into()));
     }
     /// Hyper-parameters: `alpha`. `r_b` comes from `blocklora_a`, `n` from `blocklora_b`'s width.
     fn load(prefix: &str, src: &Tensors, hyper: &Hyper, n_in: usize, n_out: usize, file: &str) -> Result<Self> {

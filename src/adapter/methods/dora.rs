@@ -78,7 +78,7 @@ impl LayerMethod for DoraLayer {
     }
     fn save(&self, prefix: &str, out: &mut Tensors) {
         self.lora.save(prefix, out);
-        out.insert(format!("{prefix}.magnitude"), (vec![self.m.len()], self.m.clone()));
+        out.insert(format!("{prefix}.magnitude"), (vec![self.m.len()], self.m.clone().into()));
     }
     /// Loads the factors and `m`; the norms stay empty until bound ([`DoraLayer::bind`]).
     fn load(prefix: &str, src: &Tensors, hyper: &Hyper, n_in: usize, n_out: usize, file: &str) -> Result<Self> {

@@ -69,9 +69,9 @@ impl LayerMethod for LamdaLayer {
         Term::LowRank(LowRank::from_a_b(self.r, self.n_in, self.n_out, self.a.clone(), &bs, self.scale))
     }
     fn save(&self, prefix: &str, out: &mut Tensors) {
-        out.insert(format!("{prefix}.lora_a"), (vec![self.r, self.n_in], self.a.clone()));
-        out.insert(format!("{prefix}.lamda_sigma"), (vec![self.r, self.r], self.s.clone()));
-        out.insert(format!("{prefix}.lora_b"), (vec![self.n_out, self.r], self.b.clone()));
+        out.insert(format!("{prefix}.lora_a"), (vec![self.r, self.n_in], self.a.clone().into()));
+        out.insert(format!("{prefix}.lamda_sigma"), (vec![self.r, self.r], self.s.clone().into()));
+        out.insert(format!("{prefix}.lora_b"), (vec![self.n_out, self.r], self.b.clone().into()));
     }
     /// Hyper-parameters: `alpha`; `b_frozen_cols` (default 0).
     fn load(prefix: &str, src: &Tensors, hyper: &Hyper, n_in: usize, n_out: usize, file: &str) -> Result<Self> {

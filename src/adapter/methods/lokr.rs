@@ -235,20 +235,20 @@ impl LayerMethod for LokrLayer {
         let ((out_l, out_k), (in_m, in_n)) = (self.out_lk, self.in_mn);
         match &self.w1 {
             LokrW1::Full(w) => {
-                out.insert(format!("{prefix}.lokr_w1"), (vec![out_l, in_m], w.clone()));
+                out.insert(format!("{prefix}.lokr_w1"), (vec![out_l, in_m], w.clone().into()));
             }
             LokrW1::LowRank { a, b } => {
-                out.insert(format!("{prefix}.lokr_w1_a"), (vec![out_l, self.r], a.clone()));
-                out.insert(format!("{prefix}.lokr_w1_b"), (vec![self.r, in_m], b.clone()));
+                out.insert(format!("{prefix}.lokr_w1_a"), (vec![out_l, self.r], a.clone().into()));
+                out.insert(format!("{prefix}.lokr_w1_b"), (vec![self.r, in_m], b.clone().into()));
             }
         }
         match &self.w2 {
             LokrW2::Full(w) => {
-                out.insert(format!("{prefix}.lokr_w2"), (vec![out_k, in_n], w.clone()));
+                out.insert(format!("{prefix}.lokr_w2"), (vec![out_k, in_n], w.clone().into()));
             }
             LokrW2::LowRank { a, b } => {
-                out.insert(format!("{prefix}.lokr_w2_a"), (vec![out_k, self.r], a.clone()));
-                out.insert(format!("{prefix}.lokr_w2_b"), (vec![self.r, in_n], b.clone()));
+                out.insert(format!("{prefix}.lokr_w2_a"), (vec![out_k, self.r], a.clone().into()));
+                out.insert(format!("{prefix}.lokr_w2_b"), (vec![self.r, in_n], b.clone().into()));
             }
         }
     }

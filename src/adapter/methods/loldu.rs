@@ -121,12 +121,12 @@ impl LayerMethod for LolduLayer {
         Term::LowRank(LowRank::from_a_b(r, self.n_in, self.n_out, self.u.clone(), &b, if same { self.scale } else { 1.0 }))
     }
     fn save(&self, prefix: &str, out: &mut Tensors) {
-        out.insert(format!("{prefix}.loldu_z"), (vec![self.r], self.z.clone()));
-        out.insert(format!("{prefix}.loldu_d"), (vec![self.r], self.d.clone()));
-        out.insert(format!("{prefix}.loldu_pl"), (vec![self.n_out, self.r], self.pl.clone()));
-        out.insert(format!("{prefix}.loldu_u"), (vec![self.r, self.n_in], self.u.clone()));
+        out.insert(format!("{prefix}.loldu_z"), (vec![self.r], self.z.clone().into()));
+        out.insert(format!("{prefix}.loldu_d"), (vec![self.r], self.d.clone().into()));
+        out.insert(format!("{prefix}.loldu_pl"), (vec![self.n_out, self.r], self.pl.clone().into()));
+        out.insert(format!("{prefix}.loldu_u"), (vec![self.r, self.n_in], self.u.clone().into()));
         if self.train_scale {
-            out.insert(format!("{prefix}.loldu_scale"), (vec![1], vec![self.scale_z]));
+            out.insert(format!("{prefix}.loldu_scale"), (vec![1], vec![self.scale_z].into()));
         }
     }
     /// Hyper-parameters: `alpha` (LoLDU's default is 1).

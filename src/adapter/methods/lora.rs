@@ -60,8 +60,8 @@ impl LayerMethod for LoraLayer {
         Term::LowRank(LowRank::from_a_b(self.r, self.n_in, self.n_out, self.a.clone(), &self.b, self.scale))
     }
     fn save(&self, prefix: &str, out: &mut Tensors) {
-        out.insert(format!("{prefix}.lora_a"), (vec![self.r, self.n_in], self.a.clone()));
-        out.insert(format!("{prefix}.lora_b"), (vec![self.n_out, self.r], self.b.clone()));
+        out.insert(format!("{prefix}.lora_a"), (vec![self.r, self.n_in], self.a.clone().into()));
+        out.insert(format!("{prefix}.lora_b"), (vec![self.n_out, self.r], self.b.clone().into()));
     }
     /// Hyper-parameters: `alpha` (or the layer's own `alpha.<prefix>`), `rslora`; the rank is
     /// `A`'s row count.

@@ -111,9 +111,9 @@ impl LayerMethod for LoraXsLayer {
         Term::LowRank(LowRank::from_a_b(self.r, self.n_in, self.n_out, self.a.clone(), &br, self.scale))
     }
     fn save(&self, prefix: &str, out: &mut Tensors) {
-        out.insert(format!("{prefix}.lora_a"), (vec![self.r, self.n_in], self.a.clone()));
-        out.insert(format!("{prefix}.lora_b"), (vec![self.n_out, self.r], self.b.clone()));
-        out.insert(format!("{prefix}.lora_latent"), (vec![self.r, self.r], self.latent.clone()));
+        out.insert(format!("{prefix}.lora_a"), (vec![self.r, self.n_in], self.a.clone().into()));
+        out.insert(format!("{prefix}.lora_b"), (vec![self.n_out, self.r], self.b.clone().into()));
+        out.insert(format!("{prefix}.lora_latent"), (vec![self.r, self.r], self.latent.clone().into()));
     }
     /// Hyper-parameters: `alpha`.
     fn load(prefix: &str, src: &Tensors, hyper: &Hyper, n_in: usize, n_out: usize, file: &str) -> Result<Self> {

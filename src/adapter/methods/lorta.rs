@@ -78,11 +78,11 @@ impl LortaShared {
 
     /// Stores the factors as `shared.lorta_{a,b,c_h,c_m,c_l}`.
     pub fn save(&self, out: &mut Tensors) {
-        out.insert("shared.lorta_a".into(), (vec![self.d, self.r], self.a.clone()));
-        out.insert("shared.lorta_b".into(), (vec![self.r, self.hd], self.b.clone()));
-        out.insert("shared.lorta_c_h".into(), (vec![self.heads, self.r], self.c_h.clone()));
-        out.insert("shared.lorta_c_m".into(), (vec![self.mats, self.r], self.c_m.clone()));
-        out.insert("shared.lorta_c_l".into(), (vec![self.layers, self.r], self.c_l.clone()));
+        out.insert("shared.lorta_a".into(), (vec![self.d, self.r], self.a.clone().into()));
+        out.insert("shared.lorta_b".into(), (vec![self.r, self.hd], self.b.clone().into()));
+        out.insert("shared.lorta_c_h".into(), (vec![self.heads, self.r], self.c_h.clone().into()));
+        out.insert("shared.lorta_c_m".into(), (vec![self.mats, self.r], self.c_m.clone().into()));
+        out.insert("shared.lorta_c_l".into(), (vec![self.layers, self.r], self.c_l.clone().into()));
     }
 
     /// Reads the factors back; hyper-parameters: `alpha`. Errors name the tensor.
@@ -203,7 +203,7 @@ impl LayerMethod for LortaLayer {
     }
     /// Writes `prefix.lorta_index` = `(layer, matrix)` and the shared factors under `shared.`.
     fn save(&self, prefix: &str, out: &mut Tensors) {
-        out.insert(format!("{prefix}.lorta_index"), (vec![2], vec![self.layer as f32, self.matrix as f32]));
+        out.insert(format!("{prefix}.lorta_index"), (vec![2], vec![self.layer as f32, self.matrix as f32].into()));
         self.shared.save(out);
     }
     /// Reads the shared factors (a private copy per call: prefer [`LortaShared::load`] once and

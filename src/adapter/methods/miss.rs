@@ -93,7 +93,7 @@ impl LayerMethod for MissLayer {
     }
     fn save(&self, prefix: &str, out: &mut Tensors) {
         let shape = if self.bat { vec![self.n_out / self.r, self.r, self.r] } else { vec![self.r, self.width()] };
-        out.insert(format!("{prefix}.miss_block"), (shape, self.m.clone()));
+        out.insert(format!("{prefix}.miss_block"), (shape, self.m.clone().into()));
     }
     fn load(prefix: &str, src: &Tensors, hyper: &Hyper, n_in: usize, n_out: usize, file: &str) -> Result<Self> {
         let name = format!("{prefix}.miss_block");

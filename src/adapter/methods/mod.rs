@@ -27,7 +27,7 @@ pub mod vera;
 pub type Hyper = BTreeMap<String, String>;
 
 /// Named f32 tensors: `name -> (shape, values)`.
-pub type Tensors = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+pub type Tensors = BTreeMap<String, (Vec<usize>, crate::adapter::factor::Factor)>;
 
 /// One linear layer's parameters of one method.
 pub trait LayerMethod: Sized {
@@ -77,7 +77,7 @@ pub fn take(src: &Tensors, name: &str, shape: &[usize], file: &str) -> Result<Ve
     if let Some(i) = v.iter().position(|x| !x.is_finite()) {
         return Err(crate::Error::format(file, name, format!("non-finite value at element {i}")));
     }
-    Ok(v.clone())
+    Ok(v.to_vec())
 }
 
 /// The shape of tensor `name`, which must exist and have `ndim` axes (errors name the tensor).

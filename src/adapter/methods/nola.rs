@@ -119,12 +119,12 @@ impl LayerMethod for NolaLayer {
         Term::LowRank(LowRank::from_a_b(self.r, self.n_in, self.n_out, a, &b, self.scale))
     }
     fn save(&self, prefix: &str, out: &mut Tensors) {
-        out.insert(format!("{prefix}.nola_a0"), (vec![self.r, self.n_in], self.a0.clone()));
-        out.insert(format!("{prefix}.nola_b0"), (vec![self.n_out, self.r], self.b0.clone()));
-        out.insert(format!("{prefix}.nola_a_coef"), (vec![self.coef_a.len()], self.coef_a.clone()));
-        out.insert(format!("{prefix}.nola_b_coef"), (vec![self.coef_b.len()], self.coef_b.clone()));
-        out.insert(format!("{prefix}.nola_a_seed"), (vec![2], seed_to_f32(self.seed_a)));
-        out.insert(format!("{prefix}.nola_b_seed"), (vec![2], seed_to_f32(self.seed_b)));
+        out.insert(format!("{prefix}.nola_a0"), (vec![self.r, self.n_in], self.a0.clone().into()));
+        out.insert(format!("{prefix}.nola_b0"), (vec![self.n_out, self.r], self.b0.clone().into()));
+        out.insert(format!("{prefix}.nola_a_coef"), (vec![self.coef_a.len()], self.coef_a.clone().into()));
+        out.insert(format!("{prefix}.nola_b_coef"), (vec![self.coef_b.len()], self.coef_b.clone().into()));
+        out.insert(format!("{prefix}.nola_a_seed"), (vec![2], seed_to_f32(self.seed_a).into()));
+        out.insert(format!("{prefix}.nola_b_seed"), (vec![2], seed_to_f32(self.seed_b).into()));
     }
     /// Hyper-parameters: `alpha`. Rank from `nola_a0`, basis counts from the coefficient vectors.
     fn load(prefix: &str, src: &Tensors, hyper: &Hyper, n_in: usize, n_out: usize, file: &str) -> Result<Self> {

@@ -123,8 +123,8 @@ impl RandLoraShared {
     /// Stores the bases as `shared.randlora_a` `[r, 1, min_dim]` and `shared.randlora_b`
     /// `[max_dim, nb, r]`.
     pub fn save(&self, out: &mut Tensors) {
-        out.insert("shared.randlora_a".into(), (vec![self.r, 1, self.min_dim], self.a.clone()));
-        out.insert("shared.randlora_b".into(), (vec![self.max_dim, self.nb, self.r], self.b.clone()));
+        out.insert("shared.randlora_a".into(), (vec![self.r, 1, self.min_dim], self.a.clone().into()));
+        out.insert("shared.randlora_b".into(), (vec![self.max_dim, self.nb, self.r], self.b.clone().into()));
     }
 
     /// Reads the bases back (errors name the tensor).
@@ -278,8 +278,8 @@ impl LayerMethod for RandLoraLayer {
     /// Writes `λ`, `γ` under the prefix and the shared bases under `shared.` (identical for every
     /// layer of the adapter).
     fn save(&self, prefix: &str, out: &mut Tensors) {
-        out.insert(format!("{prefix}.randlora_lambda"), (vec![self.shared.r, self.nb()], self.lambda.clone()));
-        out.insert(format!("{prefix}.randlora_gamma"), (vec![self.nb(), self.n_in.min(self.n_out)], self.gamma.clone()));
+        out.insert(format!("{prefix}.randlora_lambda"), (vec![self.shared.r, self.nb()], self.lambda.clone().into()));
+        out.insert(format!("{prefix}.randlora_gamma"), (vec![self.nb(), self.n_in.min(self.n_out)], self.gamma.clone().into()));
         self.shared.save(out);
     }
     /// Reads the shared bases (a private copy per call: prefer [`RandLoraShared::load`] once and

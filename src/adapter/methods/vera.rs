@@ -62,8 +62,8 @@ impl VeraShared {
 
     /// Saves `A` and `B` as `shared.vera_A` / `shared.vera_B`.
     pub fn save(&self, out: &mut Tensors) {
-        out.insert("shared.vera_A".into(), (vec![self.r, self.max_in], self.a.to_vec()));
-        out.insert("shared.vera_B".into(), (vec![self.max_out, self.r], self.b()));
+        out.insert("shared.vera_A".into(), (vec![self.r, self.max_in], self.a.to_vec().into()));
+        out.insert("shared.vera_B".into(), (vec![self.max_out, self.r], self.b().into()));
     }
 
     /// Reads `shared.vera_A` / `shared.vera_B`.
@@ -123,8 +123,8 @@ impl LayerMethod for VeraLayer {
         Term::Vera(Vera { shared: self.shared.clone(), n_in: self.n_in, n_out: self.n_out, lambda_d: self.lambda_d.clone(), lambda_b: self.lambda_b.clone() })
     }
     fn save(&self, prefix: &str, out: &mut Tensors) {
-        out.insert(format!("{prefix}.vera_lambda_d"), (vec![self.lambda_d.len()], self.lambda_d.clone()));
-        out.insert(format!("{prefix}.vera_lambda_b"), (vec![self.n_out], self.lambda_b.clone()));
+        out.insert(format!("{prefix}.vera_lambda_d"), (vec![self.lambda_d.len()], self.lambda_d.clone().into()));
+        out.insert(format!("{prefix}.vera_lambda_b"), (vec![self.n_out], self.lambda_b.clone().into()));
     }
     fn load(prefix: &str, src: &Tensors, _hyper: &Hyper, n_in: usize, n_out: usize, file: &str) -> Result<Self> {
         let shared = Arc::new(VeraShared::load(src, file)?);
