@@ -71,6 +71,15 @@ impl Factor {
         }
     }
 
+    /// For a factor that transposes a mapped matrix, that matrix (`[cols, rows]` of this factor's
+    /// `[rows, cols]`), read without making the transpose; `None` for other factors.
+    pub fn transpose_of(&self) -> Option<&[f32]> {
+        match &self.0 {
+            Repr::Transposed { .. } => Some(self.source()),
+            _ => None,
+        }
+    }
+
     /// Whether every value is finite (a transposed factor scans its source; nothing is made).
     pub fn all_finite(&self) -> bool {
         super::term::all_finite(self.source())
@@ -203,6 +212,8 @@ mod tests {
         let t = Factor::transposed(&map, bytes.clone(), rows, cols).unwrap();
         assert!(format!("{t:?}").contains("to transpose"));
         assert_eq!(t.source(), &v[..]);
+        assert_eq!(t.transpose_of(), Some(&v[..]));
+        assert_eq!(a.transpose_of(), None);
         let want: Vec<f32> = (0..cols).flat_map(|j| (0..rows).map(move |i| (i, j))).map(|(i, j)| v[i * cols + j]).collect();
         assert_eq!(&t[..], &want[..]);
         assert!(format!("{t:?}").contains("(transposed"));

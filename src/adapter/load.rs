@@ -15,20 +15,17 @@ pub fn read_native(path: &Path) -> Result<NativeAdapter> {
         }
         return peft::read(path);
     }
-    if has_gguf_magic(path)? {
+    let mut magic = [0u8; 4];
+    {
+        use std::io::Read;
+        let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        f.read_exact(&mut magic).map_err(|e| Error::io(path, e))?;
+    }
+    if &magic == b"GGUF" {
         return gguf_lora::read(path);
     }
     graft_format::read_if_graft(path)?
         .ok_or_else(|| Error::format(path.display().to_string(), "magic", "neither a GGUF LoRA, a graft adapter nor a PEFT directory"))
-}
-
-/// Whether the file at `path` starts with GGUF's magic.
-fn has_gguf_magic(path: &Path) -> Result<bool> {
-    use std::io::Read;
-    let mut magic = [0u8; 4];
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    f.read_exact(&mut magic).map_err(|e| Error::io(path, e))?;
-    Ok(&magic == b"GGUF")
 }
 
 /// A name for the adapter at `path` (its file stem).
@@ -38,8 +35,5 @@ pub fn name_of(path: &Path) -> &str {
 
 /// Reads the adapter at `path` and checks that it fits `model`.
 pub fn load(path: &Path, model: &Model) -> Result<Adapter> {
-    if !path.is_dir() && has_gguf_magic(path)? {
-        return gguf_lora::load(path, name_of(path), model);
-    }
     read_native(path)?.into_adapter(name_of(path), model)
 }

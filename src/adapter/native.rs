@@ -125,34 +125,25 @@ impl NativeAdapter {
             let params = a.len() + b.len() + bias.as_ref().map_or(0, |v| v.len());
             let mut bias = bias.map(|v| output_bias(&v, scale));
             // Factors that are views of the file's map stay there: `A` as it is, `Bᵀ` made on
-            // first read, only the Q8_0 copies made here (see `factor`). Rows permuted for q/k
-            // (PEFT's layout) need copies.
-            let b = if heads == 0 {
-                match b.transposed_view(no, r) {
-                    Ok(bt) => {
-                        let q8 = (ni % 32 == 0 && no % 32 == 0).then(|| super::term::LowRankQ8 {
-                            a: crate::kernels::adapter::quantize_rows_q8_0(&a, r, ni),
-                            bt: crate::kernels::adapter::quantize_cols_q8_0(bt.source(), no, r),
-                        });
-                        return Ok((l, kind, super::Term::LowRank(super::LowRank { r, n_in: ni, n_out: no, a, bt, scale }), params, q8, bias));
+            // first read (see `factor`). Rows permuted for q/k (PEFT's layout) need copies.
+            let lr = match if heads == 0 { b.transposed_view(no, r) } else { Err(b) } {
+                Ok(bt) => super::LowRank { r, n_in: ni, n_out: no, a, bt, scale },
+                Err(b) => {
+                    let mut lr = super::LowRank::from_a_b_vec(r, ni, no, a, b.into_vec(), scale);
+                    if heads > 0 {
+                        let perm = qk_perm(no, heads);
+                        let old = lr.bt.to_vec();
+                        let bt: &mut [f32] = &mut lr.bt;
+                        for j in 0..r {
+                            for (g, &h) in perm.iter().enumerate() {
+                                bt[j * no + g] = old[j * no + h];
+                            }
+                        }
+                        bias = bias.map(|v| perm.iter().map(|&h| v[h]).collect());
                     }
-                    Err(b) => b,
+                    lr
                 }
-            } else {
-                b
             };
-            let mut lr = super::LowRank::from_a_b_vec(r, ni, no, a, b.into_vec(), scale);
-            if heads > 0 {
-                let perm = qk_perm(no, heads);
-                let old = lr.bt.to_vec();
-                let bt: &mut [f32] = &mut lr.bt;
-                for j in 0..r {
-                    for (g, &h) in perm.iter().enumerate() {
-                        bt[j * no + g] = old[j * no + h];
-                    }
-                }
-                bias = bias.map(|v| perm.iter().map(|&h| v[h]).collect());
-            }
             let q8 = super::term::LowRankQ8::of(&lr);
             Ok((l, kind, super::Term::LowRank(lr), params, q8, bias))
         };

@@ -358,9 +358,14 @@ impl LowRankQ8 {
         if t.n_in % 32 != 0 || t.n_out % 32 != 0 {
             return None;
         }
+        use crate::kernels::adapter::{quantize_cols_q8_0, quantize_rows_q8_0};
         Some(LowRankQ8 {
-            a: crate::kernels::adapter::quantize_rows_q8_0(&t.a, t.r, t.n_in),
-            bt: crate::kernels::adapter::quantize_rows_q8_0(&t.bt, t.r, t.n_out),
+            a: quantize_rows_q8_0(&t.a, t.r, t.n_in),
+            // A `Bᵀ` still to be made from a mapped `B` is quantized from `B` (same bytes).
+            bt: match t.bt.transpose_of() {
+                Some(b) => quantize_cols_q8_0(b, t.n_out, t.r),
+                None => quantize_rows_q8_0(&t.bt, t.r, t.n_out),
+            },
         })
     }
 }

@@ -122,6 +122,19 @@ fn check_up_q8_0(t: &[f32], ldt: usize, m: usize, r: usize, tscale: Option<&[f32
     ldt_c
 }
 
+/// `rows · cols` for a quantizer `op` of a row-major matrix whose `blocked` axis (its name and
+/// length) is cut into Q8_0 blocks of 32, checked against the `x_len` floats given.
+///
+/// # Panics
+/// If the blocked axis is not a multiple of 32, `rows · cols` overflows, or `x_len` is short.
+fn q8_0_matrix_len(op: &str, rows: usize, cols: usize, blocked: (&str, usize), x_len: usize) -> usize {
+    let (axis, len) = blocked;
+    assert!(len % 32 == 0, "{op}: {len} {axis} are not a whole number of Q8_0 blocks of 32");
+    let n = rows.checked_mul(cols).unwrap_or_else(|| panic!("{op}: {rows} × {cols} overflows usize"));
+    assert!(x_len >= n, "{op}: x holds {x_len} floats, {rows} × {cols} need {n}");
+    n
+}
+
 /// [`quantize_rows_q8_0`] of the transpose of a row-major `rows × cols` matrix (`Bᵀ`'s Q8_0 rows
 /// from `B`), without making the transpose: each run of 32 rows is transposed in a tile on the
 /// stack and its `cols` blocks quantized from there. Same bytes as transposing first.
@@ -129,9 +142,7 @@ fn check_up_q8_0(t: &[f32], ldt: usize, m: usize, r: usize, tscale: Option<&[f32
 /// # Panics
 /// If `rows` is not a multiple of 32 or `x` holds fewer than `rows · cols` floats.
 pub fn quantize_cols_q8_0(x: &[f32], rows: usize, cols: usize) -> Vec<u8> {
-    assert!(rows % 32 == 0, "quantize_cols_q8_0: {rows} rows are not a whole number of Q8_0 blocks of 32");
-    let n = rows.checked_mul(cols).unwrap_or_else(|| panic!("quantize_cols_q8_0: {rows} × {cols} overflows usize"));
-    assert!(x.len() >= n, "quantize_cols_q8_0: x holds {} floats, {rows} × {cols} need {n}", x.len());
+    let n = q8_0_matrix_len("quantize_cols_q8_0", rows, cols, ("rows", rows), x.len());
     let stride = rows / 32 * Q8_0_BLOCK;
     let mut out = vec![0u8; cols * stride];
     let q = super::quant::selected();
@@ -155,9 +166,7 @@ pub fn quantize_cols_q8_0(x: &[f32], rows: usize, cols: usize) -> Vec<u8> {
 /// # Panics
 /// If `cols` is not a multiple of 32 or `x` holds fewer than `rows · cols` floats.
 pub fn quantize_rows_q8_0(x: &[f32], rows: usize, cols: usize) -> Vec<u8> {
-    assert!(cols % 32 == 0, "quantize_rows_q8_0: {cols} columns are not a whole number of Q8_0 blocks of 32");
-    let n = rows.checked_mul(cols).unwrap_or_else(|| panic!("quantize_rows_q8_0: {rows} × {cols} overflows usize"));
-    assert!(x.len() >= n, "quantize_rows_q8_0: x holds {} floats, {rows} × {cols} need {n}", x.len());
+    let n = q8_0_matrix_len("quantize_rows_q8_0", rows, cols, ("columns", cols), x.len());
     let stride = cols / 32 * Q8_0_BLOCK;
     let mut out = vec![0u8; rows * stride];
     if cols == 0 {
