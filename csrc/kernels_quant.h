@@ -101,6 +101,13 @@ GRAFT_DECLARE_DEQUANT(q5_K, ref)
 GRAFT_DECLARE_DEQUANT(q6_K, ref)
 
 GRAFT_DECLARE_QUANT_ISA(ref)
+
+/* Software prefetch of the weight stream: the SIMD products Y = X·Wᵀ prefetch, while they work on
+ * a weight row, the bytes `bytes` ahead of it (within the rows of the call); 0 turns it off. One
+ * process-wide setting, made before products run (the runtime sets it once, from GRAFT_PREFETCH or
+ * its default); it never changes a result. */
+void graft_set_weight_prefetch(int64_t bytes);
+
 /* Every ISA is declared on every target (so the bindings are the same everywhere); only the
  * target's own variants are compiled and referenced. */
 GRAFT_DECLARE_QUANT_ISA(avx2)

@@ -7,7 +7,10 @@
 //! `cargo run --release --example adapter_bench -- [-t THREADS] [-n TOKENS] [-r REPS]`: the
 //! single-sequence figures come from 3·REPS rounds of TOKENS decode steps of each case in turn,
 //! the 16-sequence ones from 3·REPS rounds of TOKENS/2 steps of each batch in turn; each ratio is
-//! taken within its round (mean of the middle half, quartiles shown).
+//! taken within its round (mean of the middle half, quartiles shown). `--only none|lora|vera|bat`
+//! decodes just that case for the same rounds and prints its tok/s (a target for `perf record`).
+//! `--prefetch-ab A,B` compares two weight-prefetch distances (bytes ahead; 0: none) round by round:
+//! decode with each case and a 128-token prefill under A, then under B, in every round.
 use graft::adapter::methods::Tensors;
 use graft::adapter::native::NativeAdapter;
 use graft::adapter::{Adapter, AdapterSet};
@@ -102,6 +105,63 @@ fn main() {
     let bat = random(&model, "miss-bat", 64, 3);
     let mut c_bat = [with(AdapterSet::fixed(&[(bat.clone(), 1.0)]))];
     decode(&mut runner, &mut none, 8); // warm-up
+    let argv: Vec<String> = std::env::args().collect();
+    if let Some(i) = argv.iter().position(|x| x == "--prefetch-ab") {
+        // Two weight-prefetch distances (bytes) in alternating rounds: decode without an adapter
+        // and with each adapter, and a 128-token prefill, under A then under B in every round.
+        let dist: Vec<i64> = argv.get(i + 1).map(|v| v.split(',').filter_map(|x| x.parse().ok()).collect()).unwrap_or_default();
+        assert_eq!(dist.len(), 2, "--prefetch-ab takes A,B (bytes ahead, 0 for none)");
+        let prompt: Vec<u32> = (0..128u32).map(|i| (i * 2654435761) >> 17).collect();
+        let mut pcache = [KvCache::new(&cfg)];
+        let mut prefill = |runner: &mut Runner| {
+            pcache[0].clear();
+            let t = Instant::now();
+            runner.forward(&mut [SeqInput { tokens: &prompt, cache: &mut pcache[0], logits: Logits::Last }]).unwrap();
+            prompt.len() as f64 / t.elapsed().as_secs_f64()
+        };
+        let mut t = vec![vec![Vec::new(); 5]; 2];
+        for _ in 0..reps * 3 {
+            for (k, &d) in dist.iter().enumerate() {
+                // SAFETY: no product runs while the setting changes (this thread drives the runner).
+                unsafe { graft::kernels::sys::graft_set_weight_prefetch(d) };
+                t[k][0].push(decode(&mut runner, &mut none, n));
+                t[k][1].push(decode(&mut runner, &mut c_lora, n));
+                t[k][2].push(decode(&mut runner, &mut c_vera, n));
+                t[k][3].push(decode(&mut runner, &mut c_bat, n));
+                t[k][4].push((0..4).map(|_| prefill(&mut runner)).fold(0.0, f64::max));
+            }
+        }
+        unsafe { graft::kernels::sys::graft_set_weight_prefetch(graft::kernels::weight_prefetch() as i64) };
+        let med = |v: &[f64]| {
+            let mut w = v.to_vec();
+            w.sort_by(f64::total_cmp);
+            w[w.len() / 2]
+        };
+        let f = |(m, lo, hi): (f64, f64, f64)| format!("{m:.3} ({lo:.3}–{hi:.3})");
+        println!("| case ({} rounds of {n} tokens; prefill: best of 4 × 128 tokens) | A = {} B tok/s | B = {} B tok/s | B / A | of no adapter, A | of no adapter, B |", reps * 3, dist[0], dist[1]);
+        println!("|---|---|---|---|---|---|");
+        for (c, name) in ["no adapter", "LoRA r=16, 7 projections", "VeRA r=256, 7 projections", "MiSS \"bat\" r=64, q and v", "prefill 128 tokens, no adapter"].iter().enumerate() {
+            let (ra, rb) = if c == 0 || c == 4 { (String::new(), String::new()) } else { (f(ratio(&t[0][c], &t[0][0])), f(ratio(&t[1][c], &t[1][0]))) };
+            println!("| {name} | {:.1} | {:.1} | {} | {ra} | {rb} |", med(&t[0][c]), med(&t[1][c]), f(ratio(&t[1][c], &t[0][c])));
+        }
+        return;
+    }
+    if let Some(case) = argv.iter().position(|x| x == "--only").and_then(|i| argv.get(i + 1)) {
+        let caches: &mut [KvCache] = match case.as_str() {
+            "none" => &mut none,
+            "lora" => &mut c_lora,
+            "vera" => &mut c_vera,
+            "bat" => &mut c_bat,
+            other => panic!("--only takes none, lora, vera or bat, not {other}"),
+        };
+        let t: Vec<f64> = (0..reps * 3).map(|_| decode(&mut runner, caches, n)).collect();
+        println!("{case}: {:.1} tok/s (median of {} rounds of {n} tokens)", {
+            let mut w = t.clone();
+            w.sort_by(f64::total_cmp);
+            w[w.len() / 2]
+        }, t.len());
+        return;
+    }
     // Rounds of n tokens of each, in turn, so that the VM's drift (±10% over minutes) hits the three
     // alike; each ratio is taken within its round, and the table gives the mean of the middle half
     // of the per-round ratios with its range (the quartiles).

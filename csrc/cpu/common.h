@@ -65,4 +65,16 @@ static inline void graft_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8
         *m = (q[j + 4] >> 4) | ((q[j - 0] >> 6) << 4);
     }
 }
+/* Bytes ahead of the current weight row that the SIMD products prefetch (graft_set_weight_prefetch). */
+extern int64_t graft_weight_prefetch;
+
+/* Prefetches the `len` bytes that lie graft_weight_prefetch bytes after `row`, stopping at `end`
+ * (the end of the call's rows): hardware prefetchers stop at 4 KiB pages, so without this a
+ * decode's weight stream waits on memory at every page. */
+static inline void graft_prefetch_ahead(const void *row, size_t len, const void *end) {
+    const int64_t d = graft_weight_prefetch;
+    if (d <= 0) return;
+    const char *p = (const char *)row + d, *e = (const char *)end;
+    for (size_t o = 0; o < len && p + o < e; o += 64) __builtin_prefetch(p + o, 0, 3);
+}
 #endif

@@ -116,6 +116,7 @@ static inline __m128 pair_scales(const void *wb, const float *xs) {
         (void)ldy_unused;                                                                                \
         for (int64_t r = 0; r < nrows; r++) {                                                            \
             const WBLOCK *wr = (const WBLOCK *)((const char *)w + r * w_stride);                         \
+            graft_prefetch_ahead(wr, w_stride, (const char *)w + nrows * w_stride);                      \
             __m256 a0 = _mm256_setzero_ps();                                                             \
             __m128 mm = _mm_setzero_ps();                                                                \
             for (int64_t b = 0; b < nb; b++) {                                                           \
@@ -156,6 +157,7 @@ static inline __m128 pair_scales(const void *wb, const float *xs) {
             }                                                                                            \
             for (int64_t r = 0; r < nrows; r++) {                                                        \
                 const WBLOCK *wr = (const WBLOCK *)((const char *)w + r * w_stride);                     \
+                graft_prefetch_ahead(wr, w_stride, (const char *)w + nrows * w_stride);                  \
                 __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                              \
                 __m128 m0 = _mm_setzero_ps(), m1 = m0, m2 = m0, m3 = m0;                                 \
                 for (int64_t b = 0; b < nb; b++) {                                                       \
@@ -191,6 +193,7 @@ static inline __m128 pair_scales(const void *wb, const float *xs) {
             float *yi = y + i * ldy;                                                                     \
             for (int64_t r = 0; r < nrows; r++) {                                                        \
                 const WBLOCK *wr = (const WBLOCK *)((const char *)w + r * w_stride);                     \
+                graft_prefetch_ahead(wr, w_stride, (const char *)w + nrows * w_stride);                  \
                 __m256 a0 = _mm256_setzero_ps();                                                         \
                 __m128 mm = _mm_setzero_ps();                                                            \
                 for (int64_t b = 0; b < nb; b++) {                                                       \
@@ -252,6 +255,7 @@ GEMM_AVX2(graft_gemm_q5_1_q8_1_avx2, graft_block_q5_1, graft_block_q8_1, LOAD_Q5
         const int64_t nb = n / 32;                                                                       \
         for (int64_t r = 0; r < nrows; r++) {                                                            \
             const WBLOCK *wr = (const WBLOCK *)((const char *)w + r * w_stride);                         \
+            graft_prefetch_ahead(wr, w_stride, (const char *)w + nrows * w_stride);                      \
             for (int64_t i0 = 0; i0 < m; i0 += TILE) {                                                   \
                 const int64_t t = m - i0 < TILE ? m - i0 : TILE;                                         \
                 const float *xs[TILE];                                                                   \
@@ -306,6 +310,7 @@ static inline float tail_bf16(const void *p, int64_t k) { return graft_bf2f(((co
         const int64_t n8 = n - n % 8;                                                                    \
         for (int64_t r = 0; r < nrows; r++) {                                                            \
             const char *wr = (const char *)w + r * w_stride;                                             \
+            graft_prefetch_ahead(wr, w_stride, (const char *)w + nrows * w_stride);                      \
             for (int64_t i0 = 0; i0 < m; i0 += TILE) {                                                   \
                 const int64_t t = m - i0 < TILE ? m - i0 : TILE;                                         \
                 const float *xs[TILE];                                                                   \
@@ -455,6 +460,7 @@ static inline float dot_q6_K_block(const graft_block_q6_K *w, const graft_block_
             const graft_block_q8_K *xi = (const graft_block_q8_K *)((const char *)x + i * x_stride);     \
             for (int64_t r = 0; r < nrows; r++) {                                                        \
                 const WBLOCK *wr = (const WBLOCK *)((const char *)w + r * w_stride);                     \
+                graft_prefetch_ahead(wr, w_stride, (const char *)w + nrows * w_stride);                  \
                 float s = 0;                                                                             \
                 for (int64_t b = 0; b < nb; b++) s += DOTB(wr + b, xi + b);                              \
                 y[i * ldy + r] = s;                                                                      \
@@ -475,6 +481,7 @@ GEMM_K_AVX2(graft_gemm_q6_K_q8_K_avx2, graft_block_q6_K, dot_q6_K_block)
         float buf[GRAFT_QK_K];                                                                           \
         for (int64_t r = 0; r < nrows; r++) {                                                            \
             const WBLOCK *wr = (const WBLOCK *)((const char *)w + r * w_stride);                         \
+            graft_prefetch_ahead(wr, w_stride, (const char *)w + nrows * w_stride);                      \
             for (int64_t i0 = 0; i0 < m; i0 += TILE) {                                                   \
                 const int64_t t = m - i0 < TILE ? m - i0 : TILE;                                         \
                 __m256 acc[TILE];                                                                        \

@@ -4,6 +4,10 @@
 #include "kernels.h"
 #include "common.h"
 
+int64_t graft_weight_prefetch = 0;
+
+void graft_set_weight_prefetch(int64_t bytes) { graft_weight_prefetch = bytes > 0 ? bytes : 0; }
+
 /* ---------------------------------------------------------------- dequantization */
 
 void graft_dequantize_row_f32_ref(const void *vx, float *y, int64_t n) { memcpy(y, vx, (size_t)n * 4); }

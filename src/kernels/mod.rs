@@ -104,6 +104,32 @@ pub fn available_isas() -> Vec<Isa> {
     [Isa::Ref, Isa::Avx2, Isa::Avx512, Isa::Neon].into_iter().filter(|i| i.supported()).collect()
 }
 
+/// How far ahead of the current weight row, in bytes, the SIMD products prefetch by default: on
+/// the 2026-12-01 Intel Xeon VM (Emerald Rapids) a decode went from 112 to 150 tok/s with it
+/// (BENCHMARKS.md, "Weight prefetch"); 2 KiB gained less, 4 KiB the same.
+pub const DEFAULT_WEIGHT_PREFETCH: usize = 3072;
+
+/// The weight-stream prefetch distance in use: `GRAFT_PREFETCH` (bytes; 0 turns the prefetch off)
+/// if set to a number, else [`DEFAULT_WEIGHT_PREFETCH`]. Handed to the C kernels once, when the
+/// first product table is taken; it never changes a result, only the speed.
+pub fn weight_prefetch() -> usize {
+    static BYTES: OnceLock<usize> = OnceLock::new();
+    *BYTES.get_or_init(|| {
+        let bytes = match std::env::var("GRAFT_PREFETCH") {
+            Ok(v) => v.trim().parse().unwrap_or_else(|_| {
+                eprintln!("graft: GRAFT_PREFETCH={v}: not a byte count; using {DEFAULT_WEIGHT_PREFETCH}");
+                DEFAULT_WEIGHT_PREFETCH
+            }),
+            Err(_) => DEFAULT_WEIGHT_PREFETCH,
+        };
+        let bytes = bytes.min(1 << 20);
+        // SAFETY: graft_set_weight_prefetch only stores the value in a C global; this runs once,
+        // inside the OnceLock, before any table (and so any product reading the global) is handed out.
+        unsafe { sys::graft_set_weight_prefetch(bytes as i64) };
+        bytes
+    })
+}
+
 /// The ISA in use: `GRAFT_ISA` if set and supported, else the best this CPU supports.
 pub fn selected_isa() -> Isa {
     static ISA: OnceLock<Isa> = OnceLock::new();

@@ -150,6 +150,7 @@ static AVX512_S: QuantKernels = AVX512;
 
 /// The table of `isa`, or `None` when this CPU cannot run it (or no table exists for it yet).
 pub fn quant_kernels(isa: Isa) -> Option<&'static QuantKernels> {
+    super::weight_prefetch();
     table_of_isa!(isa, &REF_S, &AVX2_S, &AVX512_S, &NEON_S)
 }
 

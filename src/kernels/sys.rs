@@ -541,6 +541,9 @@ extern "C" {
     );
 }
 extern "C" {
+    pub fn graft_set_weight_prefetch(bytes: i64);
+}
+extern "C" {
     pub fn graft_quantize_row_q8_0_avx2(x: *const f32, y: *mut ::std::os::raw::c_void, n: i64);
 }
 extern "C" {
